@@ -1,0 +1,88 @@
+# Market-data pipeline: one Makefile drives the local stack, tests, benchmarks and the demo.
+# Every generated thing lives in $(STATE) (ignored by git).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE   ?= .state
+PYTHON  ?= python3
+VENV    := $(STATE)/venv
+PY      := $(VENV)/bin/python
+JARS    := $(STATE)/jars
+APT_PACKAGES := postgresql prometheus prometheus-postgres-exporter chromium maven
+PYTEST_ARGS ?=
+
+export PYTHONPATH := $(CURDIR)
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export DO_NOT_TRACK := 1
+
+.PHONY: help setup apt venv jars env up down status migrate test test-fast lint demo bench clean-state lock
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: apt env venv jars ## Install whatever is missing: Debian packages, .env, virtualenv, JVM jars
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+env: .env
+.env: .env.example
+	@$(PYTHON) devstack/envfile.py .env.example .env
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python packages into $(VENV) (first run takes a few minutes)"
+	@$(PY) -m pip install -q --upgrade pip wheel
+	@$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	@$(PY) -m pip check
+	@touch $@
+
+jars: $(JARS)/kafka/.installed $(JARS)/spark/.installed
+$(JARS)/kafka/.installed: jvm/kafka/pom.xml
+	@echo "fetching the Kafka broker jars"
+	@rm -rf $(JARS)/kafka && mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
+	@touch $@
+$(JARS)/spark/.installed: jvm/spark/pom.xml
+	@echo "fetching the Spark Kafka connector and PostgreSQL JDBC jars"
+	@rm -rf $(JARS)/spark && mvn -q -B -f jvm/spark/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/spark
+	@touch $@
+
+up: setup ## Start PostgreSQL, Kafka and Prometheus; apply migrations; create topics
+	@$(PY) -m devstack up
+
+down: ## Stop the local stack (data is kept)
+	@test -x $(PY) && $(PY) -m devstack down || true
+
+status: ## Show each service, its port and whether it answers
+	@$(PY) -m devstack status
+
+migrate: ## Apply pending database migrations
+	@$(PY) -m devstack migrate
+
+test: up ## Install what is missing, start the stack, run every test
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff over the Python code
+	@$(VENV)/bin/ruff check .
+
+demo: up ## Start the stack and run the pipeline on the offline default source
+	@$(PY) -m devstack status
+
+bench: up ## Run the benchmarks under bench/ (figures as ratios to same-run baselines)
+	@$(PY) -m bench
+
+lock: ## Regenerate constraints.txt from the current virtualenv
+	@$(PY) -m pip freeze --exclude-editable > constraints.txt
+
+clean-state: down ## Delete all local state except the virtualenv and jars (databases, Kafka logs, checkpoints)
+	@rm -rf $(STATE)/postgres $(STATE)/kafka $(STATE)/prometheus $(STATE)/postgres-exporter $(STATE)/checkpoints

@@ -1,0 +1,1 @@
+"""Shared contracts and settings used by every component (ingest, streaming, dbt helpers, DAGs)."""

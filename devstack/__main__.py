@@ -1,0 +1,98 @@
+"""`python -m devstack`: start, stop and inspect the local stack."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from common.migrate import MigrationError, migrate
+from devstack import stack
+from devstack.errors import StackError
+
+app = typer.Typer(
+    help="The local stack (PostgreSQL, Kafka in KRaft mode, Prometheus) as local processes, "
+    "with state under the project's .state/ folder.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.callback()
+def _logging(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("confluent_kafka").setLevel(logging.WARNING)
+
+
+@app.command()
+def up(timeout: float = typer.Option(90.0, help="Seconds to wait for each service to answer.")) -> None:
+    """Start PostgreSQL, Kafka and Prometheus (already running ones are kept), apply database
+    migrations and create the contract's Kafka topics."""
+    started = time.monotonic()
+    try:
+        with console.status("starting the local stack..."):
+            timings = stack.up(timeout)
+    except (StackError, MigrationError) as exc:
+        _fail(str(exc))
+    for name, seconds in timings.items():
+        console.print(f"[green]✓[/] {name} healthy after {seconds:.1f} s")
+    console.print(f"stack up in {time.monotonic() - started:.1f} s")
+
+
+@app.command()
+def down() -> None:
+    """Stop every service of the local stack (data is kept)."""
+    try:
+        stopped = stack.down()
+    except StackError as exc:
+        _fail(str(exc))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def status(
+    check: bool = typer.Option(False, "--check", help="Exit 1 unless every service is healthy."),
+) -> None:
+    """Show each service, its address, pid and whether it answers."""
+    rows = stack.status()
+    table = Table(title="local stack")
+    for col in ("service", "address", "pid", "state"):
+        table.add_column(col)
+    for row in rows:
+        state = (
+            "[green]healthy[/]"
+            if row.healthy
+            else ("[yellow]not answering[/]" if row.running else "[red]stopped[/]")
+        )
+        table.add_row(row.name, row.address, str(row.pid or "-"), state)
+    Console().print(table)
+    if check and not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending database migrations (db/migrations) and set role passwords from .env."""
+    try:
+        applied = migrate()
+    except (MigrationError, StackError) as exc:
+        _fail(str(exc))
+    console.print(f"applied: {', '.join(applied) or 'nothing, already up to date'}")
+
+
+if __name__ == "__main__":
+    app()

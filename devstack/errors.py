@@ -1,0 +1,2 @@
+class StackError(RuntimeError):
+    """A local-stack problem explained in one sentence for the user."""

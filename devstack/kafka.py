@@ -1,0 +1,252 @@
+"""A single-node Apache Kafka 4 broker in KRaft mode, run from the jars in the state folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+from common.contract import TOPICS, TopicSpec
+from common.settings import PROJECT_ROOT, KafkaSettings
+from devstack.errors import StackError
+from devstack.process import port_open, read_pid, require_free_ports, spawn, tail, terminate
+
+LOG4J_CONFIG = PROJECT_ROOT / "config" / "kafka" / "log4j2.properties"
+JMX_CONFIG = PROJECT_ROOT / "monitoring" / "kafka-jmx.yml"
+NODE_ID = 1
+
+
+def server_properties(settings: KafkaSettings, log_dir: Path) -> dict[str, str]:
+    """The broker's configuration; docker-compose.yml mirrors it (tests/foundation checks)."""
+    host, port = settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(NODE_ID),
+        "controller.quorum.bootstrap.servers": f"{host}:{settings.controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{settings.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "3",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "log.retention.check.interval.ms": "300000",
+    }
+
+
+@dataclass
+class Kafka:
+    settings: KafkaSettings
+    state_dir: Path
+    name: str = "kafka"
+
+    @property
+    def home(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def jars(self) -> Path:
+        return self.state_dir / "jars" / "kafka"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "kafka.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
+        return host, int(port)
+
+    @property
+    def address(self) -> str:
+        return self.settings.bootstrap_servers
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if not java:
+            raise StackError("Java is not installed or not on PATH: Kafka needs Java 17+ (`make setup`).")
+        return java
+
+    def _classpath(self) -> str:
+        if not self.jars.is_dir() or not any(self.jars.glob("kafka_2.13-*.jar")):
+            raise StackError(f"Kafka jars are missing in {self.jars}: run `make setup`.")
+        return f"{self.jars}/*"
+
+    def _jmx_agent(self) -> str:
+        agent = next(self.jars.glob("jmx_prometheus_javaagent-*.jar"), None)
+        if agent is None:
+            raise StackError(f"the JMX exporter jar is missing in {self.jars}: run `make setup`.")
+        host, _ = self.host_port
+        return f"-javaagent:{agent}={host}:{self.settings.jmx_exporter_port}:{JMX_CONFIG}"
+
+    def write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        props = server_properties(self.settings, self.log_dir)
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def format_storage(self) -> bool:
+        """Format the KRaft storage once; False when already formatted."""
+        if (self.log_dir / "meta.properties").exists():
+            return False
+        if self.log_dir.exists() and any(self.log_dir.iterdir()):
+            raise StackError(
+                f"Kafka log directory {self.log_dir} is damaged (no meta.properties); "
+                "move it away or run `make clean-state`."
+            )
+        java, cp = self._java(), self._classpath()
+        cluster_id = (
+            subprocess.run(
+                [java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        result = subprocess.run(
+            [
+                java,
+                "-cp",
+                cp,
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {result.stdout.strip()[-300:]}")
+        return True
+
+    def running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def start(self) -> None:
+        """Spawn the broker; returns at once (see `healthy` and `wait_healthy`)."""
+        if self.running():
+            return
+        host, port = self.host_port
+        java, cp = self._java(), self._classpath()
+        require_free_ports(
+            self.name, host, [port, self.settings.controller_port, self.settings.jmx_exporter_port]
+        )
+        self.write_config()
+        self.format_storage()
+        cmd = [
+            java,
+            f"-Xms{self.settings.heap}",
+            f"-Xmx{self.settings.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            self._jmx_agent(),
+            "-cp",
+            cp,
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
+        spawn(cmd, self.log_file, self.pid_file)
+
+    def stop(self) -> bool:
+        return terminate(self.pid_file, timeout_s=30)
+
+    def admin(self) -> AdminClient:
+        return AdminClient(
+            {"bootstrap.servers": self.settings.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 4}
+        )
+
+    def healthy(self) -> bool:
+        host, port = self.host_port
+        if not port_open(host, port):
+            return False
+        try:
+            meta = self.admin().list_topics(timeout=2)
+        except KafkaException:
+            return False
+        return len(meta.brokers) >= 1
+
+    def failure_hint(self) -> str:
+        if not self.running():
+            return f"the broker exited (see {self.log_file}): {tail(self.log_file, 3)}"
+        return f"the broker is not answering on {self.address} (see {self.log_file})"
+
+    def ensure_topics(self, specs: dict | None = None) -> list[str]:
+        """Create the contract's topics with their partitions and retention; returns those created."""
+        specs = specs or TOPICS
+        admin = self.admin()
+        existing = admin.list_topics(timeout=10).topics
+        created: list[str] = []
+        new = [
+            NewTopic(
+                spec.name.value, num_partitions=spec.partitions, replication_factor=1, config=spec.config()
+            )
+            for spec in specs.values()
+            if spec.name.value not in existing
+        ]
+        if new:
+            for topic, fut in admin.create_topics(new, operation_timeout=30).items():
+                try:
+                    fut.result()
+                    created.append(topic)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise StackError(f"creating topic {topic} failed: {exc.args[0].str()}") from exc
+        self._check_topics(admin, specs)
+        return created
+
+    def _check_topics(self, admin: AdminClient, specs: dict) -> None:
+        meta = admin.list_topics(timeout=10).topics
+        for spec in specs.values():
+            spec: TopicSpec
+            have = len(meta[spec.name.value].partitions)
+            if have != spec.partitions:
+                raise StackError(
+                    f"topic {spec.name.value} has {have} partitions but the contract says {spec.partitions}; "
+                    "partitions can only grow: fix common/contract.py or recreate the topic."
+                )
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name.value) for spec in specs.values()]
+        for res, fut in admin.describe_configs(resources).items():
+            configs = fut.result()
+            spec = next(s for s in specs.values() if s.name.value == res.name)
+            want = spec.config()
+            drift = {k: v for k, v in want.items() if k in configs and configs[k].value != v}
+            if drift:
+                entries = [
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()
+                ]
+                alter = ConfigResource(ConfigResource.Type.TOPIC, res.name, incremental_configs=entries)
+                admin.incremental_alter_configs([alter])[alter].result()
