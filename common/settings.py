@@ -79,6 +79,7 @@ class PrometheusSettings(_Base):
 
     host: str = "127.0.0.1"
     port: int = 9090
+    postgres_exporter_port: int = 9187
 
     @property
     def url(self) -> str:
@@ -91,10 +92,8 @@ class StackSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="MP_", env_file=_env_file(), extra="ignore")
 
     state_dir: Path = PROJECT_ROOT / ".state"
-
-    @property
-    def jars_dir(self) -> Path:
-        return self.state_dir / "jars"
+    jars_dir: Path = PROJECT_ROOT / ".state" / "jars"
+    """Where `make jars` puts the JVM jars (Kafka broker, Spark connector, JDBC driver)."""
 
 
 def _quote(value: str) -> str:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from common.db import DatabaseUnavailable
 from common.migrate import MigrationError, migrate
 from devstack import stack
 from devstack.errors import StackError
@@ -24,7 +25,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(1)
 
 
@@ -45,11 +46,14 @@ def up(timeout: float = typer.Option(90.0, help="Seconds to wait for each servic
     started = time.monotonic()
     try:
         with console.status("starting the local stack..."):
-            timings = stack.up(timeout)
-    except (StackError, MigrationError) as exc:
+            reports = stack.up(timeout)
+    except (StackError, MigrationError, DatabaseUnavailable) as exc:
         _fail(str(exc))
-    for name, seconds in timings.items():
-        console.print(f"[green]✓[/] {name} healthy after {seconds:.1f} s")
+    for r in reports:
+        if r.was_running:
+            console.print(f"[green]✓[/] {r.name} was already running and answers")
+        else:
+            console.print(f"[green]✓[/] {r.name} started, healthy after {r.seconds_to_healthy:.1f} s")
     console.print(f"stack up in {time.monotonic() - started:.1f} s")
 
 
@@ -89,7 +93,7 @@ def migrate_cmd() -> None:
     """Apply pending database migrations (db/migrations) and set role passwords from .env."""
     try:
         applied = migrate()
-    except (MigrationError, StackError) as exc:
+    except (MigrationError, StackError, DatabaseUnavailable) as exc:
         _fail(str(exc))
     console.print(f"applied: {', '.join(applied) or 'nothing, already up to date'}")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from common.contract import TOPICS, TopicSpec
-from common.settings import PROJECT_ROOT, KafkaSettings
+from common.settings import PROJECT_ROOT, KafkaSettings, stack_settings
 from devstack.errors import StackError
 from devstack.process import port_open, read_pid, require_free_ports, spawn, tail, terminate
 
@@ -49,6 +52,7 @@ def server_properties(settings: KafkaSettings, log_dir: Path) -> dict[str, str]:
 class Kafka:
     settings: KafkaSettings
     state_dir: Path
+    jars_dir: Path | None = None
     name: str = "kafka"
 
     @property
@@ -61,7 +65,7 @@ class Kafka:
 
     @property
     def jars(self) -> Path:
-        return self.state_dir / "jars" / "kafka"
+        return self.jars_dir or stack_settings().jars_dir / "kafka"
 
     @property
     def pid_file(self) -> Path:
@@ -85,10 +89,20 @@ class Kafka:
         return self.settings.bootstrap_servers
 
     def _java(self) -> str:
-        java = shutil.which("java")
-        if not java:
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home:
+            java = Path(java_home) / "bin" / "java"
+            if not os.access(java, os.X_OK):
+                raise StackError(f"Java was not found at {java} (from JAVA_HOME): Kafka needs Java 17+.")
+            return str(java)
+        found = shutil.which("java")
+        if not found:
             raise StackError("Java is not installed or not on PATH: Kafka needs Java 17+ (`make setup`).")
-        return java
+        return found
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.host_port[1], self.settings.controller_port, self.settings.jmx_exporter_port]
 
     def _classpath(self) -> str:
         if not self.jars.is_dir() or not any(self.jars.glob("kafka_2.13-*.jar")):
@@ -117,16 +131,8 @@ class Kafka:
                 "move it away or run `make clean-state`."
             )
         java, cp = self._java(), self._classpath()
-        cluster_id = (
-            subprocess.run(
-                [java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        # what `kafka-storage random-uuid` prints: a random UUID, base64url without padding
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
         result = subprocess.run(
             [
                 java,

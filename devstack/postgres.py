@@ -83,6 +83,10 @@ class Postgres:
             if not mode & 0o001:
                 parent.chmod(mode | 0o001)
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.port]
+
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 

@@ -7,12 +7,30 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.settings import PROJECT_ROOT, PostgresSettings, PrometheusSettings
+import yaml
+
+from common.settings import PROJECT_ROOT, KafkaSettings, PostgresSettings, PrometheusSettings
 from devstack.errors import StackError
 from devstack.process import port_open, read_pid, require_free_ports, spawn, tail, terminate
 
 PROMETHEUS_CONFIG = PROJECT_ROOT / "monitoring" / "prometheus.yml"
-POSTGRES_EXPORTER_PORT = 9187
+
+
+def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
+    """monitoring/prometheus.yml with each local target's address taken from settings."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    kafka_host = kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+    local_targets = {
+        "prometheus": f"{prometheus.host}:{prometheus.port}",
+        "kafka": f"{kafka_host}:{kafka.jmx_exporter_port}",
+        "postgres": f"127.0.0.1:{prometheus.postgres_exporter_port}",
+    }
+    for job in config["scrape_configs"]:
+        if job["job_name"] in local_targets:
+            job["static_configs"] = [{"targets": [local_targets[job["job_name"]]]}]
+    rules_dir = PROMETHEUS_CONFIG.parent
+    config["rule_files"] = [str(rules_dir / pattern) for pattern in config.get("rule_files", [])]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def _binary(name: str, package: str) -> str:
@@ -33,6 +51,7 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 @dataclass
 class Prometheus:
     settings: PrometheusSettings
+    kafka: KafkaSettings
     state_dir: Path
     name: str = "prometheus"
 
@@ -52,6 +71,10 @@ class Prometheus:
     def address(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.port]
+
     def running(self) -> bool:
         return read_pid(self.pid_file) is not None
 
@@ -64,10 +87,12 @@ class Prometheus:
         binary = _binary("prometheus", "prometheus")
         require_free_ports(self.name, self.settings.host, [self.settings.port])
         (self.home / "data").mkdir(parents=True, exist_ok=True)
+        config_file = self.home / "prometheus.yml"
+        config_file.write_text(render_config(self.settings, self.kafka))
         spawn(
             [
                 binary,
-                f"--config.file={PROMETHEUS_CONFIG}",
+                f"--config.file={config_file}",
                 f"--storage.tsdb.path={self.home / 'data'}",
                 f"--web.listen-address={self.address}",
                 "--storage.tsdb.retention.time=7d",
@@ -93,7 +118,7 @@ class PostgresExporter:
 
     pg: PostgresSettings
     state_dir: Path
-    port: int = POSTGRES_EXPORTER_PORT
+    port: int = 9187
     name: str = "postgres-exporter"
 
     @property
@@ -111,6 +136,10 @@ class PostgresExporter:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
 
     def running(self) -> bool:
         return read_pid(self.pid_file) is not None

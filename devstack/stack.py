@@ -12,7 +12,7 @@ from common.settings import kafka_settings, postgres_settings, prometheus_settin
 from devstack.errors import StackError
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
-from devstack.process import wait_until
+from devstack.process import require_free_ports, wait_until
 from devstack.prometheus import PostgresExporter, Prometheus
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,8 @@ class Service(Protocol):
 
     @property
     def address(self) -> str: ...
+    @property
+    def ports(self) -> list[int]: ...
     def start(self) -> None: ...
     def stop(self) -> bool: ...
     def running(self) -> bool: ...
@@ -44,8 +46,10 @@ def services() -> dict[str, Service]:
     return {
         "postgresql": Postgres(postgres_settings(), state),
         "kafka": Kafka(kafka_settings(), state),
-        "prometheus": Prometheus(prometheus_settings(), state),
-        "postgres-exporter": PostgresExporter(postgres_settings(), state),
+        "prometheus": Prometheus(prometheus_settings(), kafka_settings(), state),
+        "postgres-exporter": PostgresExporter(
+            postgres_settings(), state, port=prometheus_settings().postgres_exporter_port
+        ),
     }
 
 
@@ -55,11 +59,44 @@ def _wait_healthy(svc: Service, timeout_s: float) -> None:
         raise StackError(f"{svc.name} did not become healthy within {timeout_s:.0f} s; {hint}")
 
 
-def up(timeout_s: float = 90.0) -> dict[str, float]:
-    """Start every service (those already running are left alone); returns seconds to healthy."""
+@dataclass
+class StartReport:
+    name: str
+    was_running: bool
+    seconds_to_healthy: float
+
+
+def up(timeout_s: float = 90.0) -> list[StartReport]:
+    """Start every service (those already running are left alone), apply migrations, create topics."""
     started = time.monotonic()
     svc = services()
-    timings: dict[str, float] = {}
+    was_running = {name: s.running() for name, s in svc.items()}
+    reports: list[StartReport] = []
+    # check every port before starting anything, so a conflict leaves nothing half-started
+    for name, service in svc.items():
+        if not was_running[name]:
+            require_free_ports(name, "127.0.0.1", service.ports)
+    try:
+        _start_all(svc, reports, started, was_running, timeout_s)
+    except Exception:
+        for name, service in svc.items():  # leave nothing half-started by this call
+            if not was_running[name]:
+                service.stop()
+        raise
+    return reports
+
+
+def _start_all(
+    svc: dict[str, Service],
+    reports: list[StartReport],
+    started: float,
+    was_running: dict[str, bool],
+    timeout_s: float,
+) -> None:
+    def healthy(name: str, timeout: float = timeout_s) -> None:
+        _wait_healthy(svc[name], timeout)
+        reports.append(StartReport(name, was_running[name], time.monotonic() - started))
+
     # Kafka takes longest to boot: spawn it first, then do PostgreSQL while it starts.
     svc["kafka"].start()
     svc["prometheus"].start()
@@ -68,18 +105,15 @@ def up(timeout_s: float = 90.0) -> dict[str, float]:
     applied = migrate(postgres_settings())
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    timings["postgresql"] = time.monotonic() - started
+    reports.append(StartReport("postgresql", was_running["postgresql"], time.monotonic() - started))
     svc["postgres-exporter"].start()
     _wait_healthy(svc["kafka"], timeout_s)
     created = svc["kafka"].ensure_topics()
     if created:
         log.info("created topics: %s", ", ".join(created))
-    timings["kafka"] = time.monotonic() - started
-    _wait_healthy(svc["prometheus"], timeout_s)
-    timings["prometheus"] = time.monotonic() - started
-    _wait_healthy(svc["postgres-exporter"], 20)
-    timings["postgres-exporter"] = time.monotonic() - started
-    return timings
+    reports.append(StartReport("kafka", was_running["kafka"], time.monotonic() - started))
+    healthy("prometheus")
+    healthy("postgres-exporter", 20)
 
 
 def down() -> list[str]:
