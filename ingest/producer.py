@@ -1,0 +1,125 @@
+"""The Kafka producer: idempotent, acks=all, compressed, key = symbol, counted delivery callbacks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from ingest import metrics
+from ingest.errors import BrokerUnavailable
+from ingest.settings import IngestSettings
+
+log = logging.getLogger("ingest.producer")
+_LATENCY_SAMPLE = 16
+
+
+def producer_config(bootstrap: str, settings: IngestSettings) -> dict[str, object]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": settings.compression,
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.batch_size_bytes,
+        "queue.buffering.max.messages": settings.queue_max_messages,
+        "message.timeout.ms": settings.delivery_timeout_ms,
+        "client.id": "ingest",
+        "log_level": 3,
+    }
+
+
+def check_broker(bootstrap: str, timeout_s: float = 10.0) -> None:
+    """Raise BrokerUnavailable with a clear message when no broker answers at `bootstrap`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerUnavailable(
+            f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s ({exc.args[0].str()}); "
+            "is the stack up (`make up`) and KAFKA_BOOTSTRAP_SERVERS right?"
+        ) from exc
+    if not meta.brokers:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} reports no brokers")
+
+
+@dataclass
+class DeliveryStats:
+    delivered: Tally = field(default_factory=Tally)
+    failed: Tally = field(default_factory=Tally)
+    errors: Tally = field(default_factory=Tally)
+
+
+class KafkaSink:
+    """One producer per process. ``send`` never drops: a full queue is served by polling (back-pressure)."""
+
+    def __init__(self, bootstrap: str, settings: IngestSettings, source: str = "unknown") -> None:
+        self.bootstrap = bootstrap
+        self.source = source
+        self._producer = Producer(producer_config(bootstrap, settings))
+        self.stats = DeliveryStats()
+        self._sent = 0
+        self._synced = DeliveryStats()
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        topic = msg.topic()
+        if err is None:
+            self.stats.delivered[topic] += 1
+            if self.stats.delivered[topic] % _LATENCY_SAMPLE == 0:
+                latency = msg.latency()
+                if latency is not None:
+                    metrics.PRODUCE_LATENCY.labels(topic).observe(latency)
+        else:
+            self.stats.failed[topic] += 1
+            self.stats.errors[err.name()] += 1
+            log.error("event=delivery_failed topic=%s key=%s error=%s", topic, msg.key(), err.str())
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue one record; when the local queue is full, serve callbacks until there is room."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                metrics.BACKPRESSURE.inc()
+                self._producer.poll(0.05)
+        self._sent += 1
+        if self._sent & 1023 == 0:
+            self._producer.poll(0)
+
+    def poll(self, timeout_s: float = 0) -> None:
+        self._producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float = 60.0) -> int:
+        """Wait for every queued record to be acknowledged; returns how many are still pending."""
+        deadline = time.monotonic() + timeout_s
+        remaining = len(self._producer)
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        self.sync_metrics()
+        if remaining:
+            log.warning("event=flush_incomplete pending=%d timeout_s=%.1f", remaining, timeout_s)
+        return remaining
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def sync_metrics(self) -> None:
+        """Move the delivery tallies into Prometheus counters (cheap to call once a second)."""
+        for outcome, now, before in (
+            ("delivered", self.stats.delivered, self._synced.delivered),
+            ("failed", self.stats.failed, self._synced.failed),
+        ):
+            for topic, count in now.items():
+                delta = count - before[topic]
+                if delta:
+                    metrics.RECORDS_OUT.labels(self.source, topic, outcome).inc(delta)
+                    before[topic] = count

@@ -1,0 +1,114 @@
+"""Wiring: settings + instruments + producer + pipeline, SIGTERM handling, and the Python API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from common.contract import Source, Topic
+from common.settings import kafka_settings
+from ingest.instruments import Instruments, load_instruments
+from ingest.pipeline import Pipeline, RunStats
+from ingest.producer import KafkaSink, check_broker
+from ingest.settings import IngestSettings, ingest_settings
+from ingest.sources.base import RawRecord
+from ingest.sources.synthetic import GbmParams, SyntheticSource
+
+log = logging.getLogger("ingest.service")
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """Set `stop` on SIGTERM / SIGINT (main thread only) so the run ends and the producer flushes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("event=signal signal=%s action=stop_and_flush", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def build_pipeline(
+    source: Source,
+    *,
+    bootstrap: str | None = None,
+    settings: IngestSettings | None = None,
+    instruments: Instruments | None = None,
+    topics: Mapping[Topic, str] | None = None,
+    live: bool = True,
+    check: bool = True,
+) -> Pipeline:
+    """A pipeline writing to Kafka at `bootstrap` (default from KAFKA_BOOTSTRAP_SERVERS)."""
+    settings = settings or ingest_settings()
+    bootstrap = bootstrap or kafka_settings().bootstrap_servers
+    if check:
+        check_broker(bootstrap)
+    if instruments is None:
+        instruments = load_instruments(settings.instruments_file)
+    sink = KafkaSink(bootstrap, settings, source=source.value)
+    return Pipeline(sink, settings, instruments, topics=topics, live=live)
+
+
+def run_records(
+    pipeline: Pipeline,
+    records: Iterable[RawRecord],
+    source: Source,
+    on_progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunStats:
+    """Run a source through a pipeline until it ends or SIGTERM; always flushes the producer."""
+    stop = stop or threading.Event()
+    with stop_on_signals(stop):
+        try:
+            pipeline.run(records, stop=stop, on_progress=on_progress)
+        finally:
+            pipeline.finish(source.value)
+    return pipeline.stats
+
+
+def produce_synthetic(
+    rate: float,
+    duration_s: float | None = None,
+    *,
+    count: int | None = None,
+    symbols: list[str] | int = 50,
+    seed: int = 42,
+    paced: bool = True,
+    bootstrap: str | None = None,
+    topics: Mapping[Topic, str] | None = None,
+    settings: IngestSettings | None = None,
+    params: GbmParams | None = None,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> RunStats:
+    """Produce synthetic ticks to Kafka at `rate` ticks/s for `duration_s` seconds (or `count` ticks).
+
+    The load generator of the benchmarks and the demo: ``produce_synthetic(5_000, 60)``.
+    """
+    source = SyntheticSource(
+        symbols, rate=rate, seed=seed, count=count, duration_s=duration_s, paced=paced, params=params
+    )
+    settings = settings or ingest_settings()
+    instruments = source.instruments()
+    pipeline = build_pipeline(
+        Source.SYNTHETIC, bootstrap=bootstrap, settings=settings, instruments=instruments, topics=topics
+    )
+    stop = stop or threading.Event()
+    with stop_on_signals(stop):
+        try:
+            pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop, on_progress=on_progress)
+        finally:
+            source.close()
+            pipeline.finish(Source.SYNTHETIC.value)
+    return pipeline.stats
