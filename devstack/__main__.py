@@ -98,5 +98,18 @@ def migrate_cmd() -> None:
     console.print(f"applied: {', '.join(applied) or 'nothing, already up to date'}")
 
 
+@app.command()
+def topics() -> None:
+    """Create the contract's Kafka topics (common/contract.py) on the configured broker."""
+    from common.settings import kafka_settings, stack_settings
+    from devstack.kafka import Kafka
+
+    try:
+        created = Kafka(kafka_settings(), stack_settings().state_dir).ensure_topics()
+    except StackError as exc:
+        _fail(str(exc))
+    console.print(f"created: {', '.join(created) or 'nothing, all topics exist'}")
+
+
 if __name__ == "__main__":
     app()
