@@ -17,7 +17,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup apt venv jars env up down status migrate test test-fast lint demo bench clean-state lock
+.PHONY: help setup apt venv jars env up down status migrate partitions test test-fast lint demo bench clean-state lock
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ status: ## Show each service, its port and whether it answers
 
 migrate: ## Apply pending database migrations
 	@$(PY) -m devstack migrate
+
+partitions: ## Make partitions ahead and drop those past retention
+	@$(PY) -m devstack partitions
 
 test: up ## Install what is missing, start the stack, run every test
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -99,6 +99,18 @@ def migrate_cmd() -> None:
 
 
 @app.command()
+def partitions() -> None:
+    """Make partitions ahead and drop those past retention, as raw.partition_policy says."""
+    try:
+        actions = stack.maintain_partitions()
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+    for action, name in actions:
+        console.print(f"{action}: {name}")
+    console.print(f"{len(actions)} partition actions")
+
+
+@app.command()
 def topics() -> None:
     """Create the contract's Kafka topics (common/contract.py) on the configured broker."""
     from common.settings import kafka_settings, stack_settings

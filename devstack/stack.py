@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from common.db import transaction
 from common.migrate import migrate
 from common.settings import kafka_settings, postgres_settings, prometheus_settings, stack_settings
 from devstack.errors import StackError
@@ -105,6 +106,8 @@ def _start_all(
     applied = migrate(postgres_settings())
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    for action, partition in maintain_partitions():
+        log.info("partitions: %s %s", action, partition)
     reports.append(StartReport("postgresql", was_running["postgresql"], time.monotonic() - started))
     svc["postgres-exporter"].start()
     _wait_healthy(svc["kafka"], timeout_s)
@@ -114,6 +117,13 @@ def _start_all(
     reports.append(StartReport("kafka", was_running["kafka"], time.monotonic() - started))
     healthy("prometheus")
     healthy("postgres-exporter", 20)
+
+
+def maintain_partitions() -> list[tuple[str, str]]:
+    """Make partitions ahead and drop those past retention (raw.maintain_partitions)."""
+    with transaction("admin") as cur:
+        cur.execute("select action, partition_name from raw.maintain_partitions()")
+        return cur.fetchall()
 
 
 def down() -> list[str]:
