@@ -1,0 +1,65 @@
+"""CLI: run dbt on this project with the repo's connection settings.
+
+    python -m dbt_project build                 # dbt build (seeds, models, tests, quality hook)
+    python -m dbt_project dbt -- source freshness
+    python -m dbt_project docs                  # dbt docs generate, then serve on 127.0.0.1:8580
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+
+from dbt_project.runner import run_dbt
+from dbt_project.settings import TransformSettings
+
+app = typer.Typer(help="Run the dbt project (staging, marts, quality) against the pipeline database.")
+console = Console(stderr=True)
+
+
+def _finish(code: int) -> None:
+    if code != 0:
+        console.print(f"[red]dbt exited with {code}[/red]")
+    raise typer.Exit(code)
+
+
+@app.command()
+def build(
+    database: str = typer.Option(None, help="Database to build in (default: PG_DATABASE from .env)."),
+    full_refresh: bool = typer.Option(False, "--full-refresh", help="Rebuild incremental models."),
+    select: str = typer.Option(None, "--select", "-s", help="dbt node selection, e.g. 'fct_daily_prices+'."),
+) -> None:
+    """dbt build: seeds, models, data tests, unit tests; the on-run-end hook records the quality score."""
+    args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
+    _finish(run_dbt(args, database=database, capture=False).returncode)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt(
+    ctx: typer.Context,
+    database: str = typer.Option(None, help="Database to use (default: PG_DATABASE from .env)."),
+) -> None:
+    """Any dbt command, e.g. `python -m dbt_project dbt -- source freshness`."""
+    _finish(run_dbt(list(ctx.args), database=database, capture=False).returncode)
+
+
+@app.command()
+def docs(
+    database: str = typer.Option(None, help="Database to document (default: PG_DATABASE from .env)."),
+    serve: bool = typer.Option(True, help="Serve the site after generating it."),
+) -> None:
+    """dbt docs generate, then dbt docs serve on TRANSFORM_DOCS_HOST:TRANSFORM_DOCS_PORT."""
+    t = TransformSettings()
+    result = run_dbt(["docs", "generate"], database=database, capture=False)
+    if result.returncode != 0 or not serve:
+        _finish(result.returncode)
+    console.print(f"serving dbt docs on http://{t.docs_host}:{t.docs_port}")
+    args = ["docs", "serve", "--host", t.docs_host, "--port", str(t.docs_port), "--no-browser"]
+    _finish(run_dbt(args, database=database, capture=False).returncode)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s %(name)s %(message)s")
+    app()

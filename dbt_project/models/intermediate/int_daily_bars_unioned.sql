@@ -1,0 +1,128 @@
+{{
+    config(
+        unique_key=['symbol', 'trade_date'],
+        incremental_strategy='delete+insert',
+        indexes=[{'columns': ['symbol', 'trade_date'], 'unique': true}, {'columns': ['dbt_updated_at']}],
+    )
+}}
+
+-- One OHLCV row per symbol and trade date: the daily bar landed by a backfill when there is one,
+-- else the day rolled up from intraday bars (raw intraday bars of the finest interval present,
+-- then the stream's 1-minute bars).
+
+with raw_bars as (
+    select * from {{ ref('stg_raw__bars') }}
+),
+
+rt_bars as (
+    select * from {{ ref('stg_rt__bars_1m') }}
+),
+
+changed_days as (
+    {% if is_incremental() %}
+        select symbol, trade_date from raw_bars where {{ changed_since_last_run() }}
+        union
+        select symbol, trade_date from rt_bars where {{ changed_since_last_run() }}
+    {% else %}
+        select null::text as symbol, null::date as trade_date where false
+    {% endif %}
+),
+
+daily_bars as (
+    select
+        symbol,
+        trade_date,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        '1d' as source_interval,
+        0 as source_rank
+    from raw_bars
+    where
+        bar_interval = '1d'
+        {% if is_incremental() %}
+            and (symbol, trade_date) in (select symbol, trade_date from changed_days)
+        {% endif %}
+),
+
+intraday_bars as (
+    select
+        symbol,
+        trade_date,
+        bar_start,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        bar_interval as source_interval,
+        {{ interval_minutes('bar_interval') }} as source_rank
+    from raw_bars
+    where
+        bar_interval <> '1d'
+        {% if is_incremental() %}
+            and (symbol, trade_date) in (select symbol, trade_date from changed_days)
+        {% endif %}
+    union all
+    select
+        symbol,
+        trade_date,
+        bar_start,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        'rt_1m' as source_interval,
+        100000 as source_rank
+    from rt_bars
+    {% if is_incremental() %}
+        where (symbol, trade_date) in (select symbol, trade_date from changed_days)
+    {% endif %}
+),
+
+intraday_rolled_up as (
+    select
+        symbol,
+        trade_date,
+        (array_agg(open order by bar_start))[1] as open,
+        max(high) as high,
+        min(low) as low,
+        (array_agg(close order by bar_start desc))[1] as close,
+        sum(volume) as volume,
+        source_interval,
+        source_rank
+    from intraday_bars
+    group by symbol, trade_date, source_interval, source_rank
+),
+
+candidates as (
+    select * from daily_bars
+    union all
+    select * from intraday_rolled_up
+),
+
+best_per_day as (
+    select distinct on (symbol, trade_date)
+        symbol,
+        trade_date,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        source_interval
+    from candidates
+    order by symbol, trade_date, source_rank
+),
+
+final as (
+    select
+        *,
+        now() as dbt_updated_at
+    from best_per_day
+)
+
+select * from final

@@ -1,0 +1,76 @@
+{{
+    config(
+        unique_key=['symbol', 'trade_date'],
+        incremental_strategy='delete+insert',
+        indexes=[{'columns': ['symbol', 'trade_date'], 'unique': true}],
+        pre_hook=[
+            "{% if is_incremental() %}
+             delete from {{ this }} as crosses
+             using (
+                 select symbol, min(trade_date) as from_date
+                 from {{ ref('fct_daily_prices') }}
+                 where dbt_updated_at > (select coalesce(max(dbt_updated_at), '-infinity') from {{ this }})
+                 group by symbol
+             ) as changed
+             where crosses.symbol = changed.symbol and crosses.trade_date >= changed.from_date
+             {% endif %}"
+        ],
+    )
+}}
+
+-- Golden cross: MA50 moves above MA200 (it was at or below it on the previous trading day);
+-- death cross: MA50 moves below MA200 (it was at or above it). Days before both MAs exist never
+-- cross. Incremental: a symbol's crosses from its first recomputed day are deleted (pre-hook) and
+-- found again, reading one earlier day for the comparison.
+
+with prices as (
+    select * from {{ ref('fct_daily_prices') }}
+),
+
+changed_symbols as (
+    select
+        symbol,
+        min(trade_date) as from_date
+    from prices
+    where {{ changed_since_last_run() }}
+    group by symbol
+),
+
+with_previous as (
+    select
+        prices.symbol,
+        prices.trade_date,
+        prices.ma_50,
+        prices.ma_200,
+        lag(prices.ma_50) over by_date as previous_ma_50,
+        lag(prices.ma_200) over by_date as previous_ma_200,
+        changed_symbols.from_date
+    from prices
+    inner join changed_symbols on prices.symbol = changed_symbols.symbol
+    where prices.ma_200 is not null
+    window by_date as (partition by prices.symbol order by prices.trade_date)
+),
+
+crosses as (
+    select
+        symbol,
+        trade_date,
+        case
+            when ma_50 > ma_200 and previous_ma_50 <= previous_ma_200 then 'golden'
+            when ma_50 < ma_200 and previous_ma_50 >= previous_ma_200 then 'death'
+        end as cross_type,
+        ma_50,
+        ma_200
+    from with_previous
+    where trade_date >= from_date
+),
+
+final as (
+    select
+        *,
+        now() as dbt_updated_at
+    from crosses
+    where cross_type is not null
+)
+
+select * from final

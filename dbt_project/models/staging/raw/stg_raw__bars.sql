@@ -1,0 +1,54 @@
+{{
+    config(
+        partition_by={'field': 'bar_start', 'granularity': 'month'},
+        unique_key=['symbol', 'bar_interval', 'bar_start'],
+    )
+}}
+
+with source_bars as (
+    select * from {{ source('raw', 'bars') }}
+    {% if is_incremental() %}
+        where landed_at > (
+            select coalesce(max(landed_at), '-infinity'::timestamptz) - interval '{{ var("staging_lookback") }}'
+            from {{ this }}
+        )
+    {% endif %}
+),
+
+renamed as (
+    select
+        upper(trim(symbol))::text as symbol,
+        interval::text as bar_interval,
+        bar_start::timestamptz as bar_start,
+        (bar_start at time zone '{{ var("exchange_timezone") }}')::date as trade_date,
+        open::float8 as open,
+        high::float8 as high,
+        low::float8 as low,
+        close::float8 as close,
+        adj_close::float8 as adj_close,
+        volume::float8 as volume,
+        source::text as source,
+        ingest_time::timestamptz as ingest_time,
+        landed_at::timestamptz as landed_at
+    from source_bars
+),
+
+cleaned as (
+    -- NaN is a valid float8 but never a price: such rows are dropped here (they fail the source tests)
+    select * from renamed
+    where
+        open <> 'NaN'::float8
+        and high <> 'NaN'::float8
+        and low <> 'NaN'::float8
+        and close <> 'NaN'::float8
+        and volume <> 'NaN'::float8
+),
+
+final as (
+    select
+        *,
+        now() as dbt_updated_at
+    from cleaned
+)
+
+select * from final

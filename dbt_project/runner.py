@@ -1,0 +1,94 @@
+"""Run the dbt CLI on this project with connection settings from common.settings.
+
+profiles.yml reads every connection setting with env_var() under the PG_* names of
+common.settings.PostgresSettings; dbt_env() puts those values into a subprocess environment, so the
+same .env drives Python components and dbt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.settings import PostgresSettings, postgres_settings
+from dbt_project.settings import TransformSettings
+
+log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def dbt_env(
+    pg: PostgresSettings | None = None,
+    transform: TransformSettings | None = None,
+    database: str | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment profiles.yml expects: PG_* connection settings and dbt's own switches."""
+    s = pg or postgres_settings()
+    t = transform or TransformSettings()
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "PG_HOST": s.host,
+            "PG_PORT": str(s.port),
+            "PG_DATABASE": database or s.database,
+            "PG_WRITER_USER": s.writer_user,
+            "PG_WRITER_PASSWORD": s.writer_password.get_secret_value(),
+            "PG_CONNECT_TIMEOUT_S": str(s.connect_timeout_s),
+            "TRANSFORM_THREADS": str(t.threads),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    return env
+
+
+def run_dbt(
+    args: Sequence[str],
+    database: str | None = None,
+    pg: PostgresSettings | None = None,
+    transform: TransformSettings | None = None,
+    capture: bool = True,
+) -> DbtResult:
+    """Run `dbt <args>` on this project; returns its exit code and output (never raises on failure)."""
+    t = transform or TransformSettings()
+    cmd = [
+        str(t.dbt_executable),
+        *args,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd,
+        env=dbt_env(pg, t, database),
+        cwd=PROJECT_DIR,
+        capture_output=capture,
+        text=True,
+        timeout=t.timeout_s,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    log.info("dbt_run args=%s returncode=%s seconds=%.2f", " ".join(args), proc.returncode, seconds)
+    return DbtResult(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "", seconds)

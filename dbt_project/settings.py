@@ -1,0 +1,23 @@
+"""Settings of the transformation component (env prefix TRANSFORM_), next to the shared PG_* ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import PROJECT_ROOT
+
+
+class TransformSettings(BaseSettings):
+    """How dbt is run: which executable, how many threads, where docs are served."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRANSFORM_", env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    dbt_executable: Path = PROJECT_ROOT / ".state" / "venv" / "bin" / "dbt"
+    threads: int = 2
+    docs_host: str = "127.0.0.1"
+    docs_port: int = 8580
+    timeout_s: float = 1800.0
