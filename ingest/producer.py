@@ -33,8 +33,8 @@ def producer_config(bootstrap: str, settings: IngestSettings) -> dict[str, objec
     }
 
 
-def check_broker(bootstrap: str, timeout_s: float = 10.0) -> None:
-    """Raise BrokerUnavailable with a clear message when no broker answers at `bootstrap`."""
+def check_broker(bootstrap: str, topics: list[str] | None = None, timeout_s: float = 10.0) -> None:
+    """Raise BrokerUnavailable when no broker answers at `bootstrap` or one of `topics` is missing."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
     try:
         meta = admin.list_topics(timeout=timeout_s)
@@ -45,6 +45,12 @@ def check_broker(bootstrap: str, timeout_s: float = 10.0) -> None:
         ) from exc
     if not meta.brokers:
         raise BrokerUnavailable(f"Kafka at {bootstrap} reports no brokers")
+    missing = [t for t in topics or [] if t not in meta.topics]
+    if missing:
+        raise BrokerUnavailable(
+            f"topic(s) {', '.join(missing)} do not exist on {bootstrap}; "
+            "`make up` creates the contract topics (tests and benchmarks create their own)"
+        )
 
 
 @dataclass
@@ -76,7 +82,15 @@ class KafkaSink:
         else:
             self.stats.failed[topic] += 1
             self.stats.errors[err.name()] += 1
-            log.error("event=delivery_failed topic=%s key=%s error=%s", topic, msg.key(), err.str())
+            failed = self.stats.failed[topic]
+            if failed <= 10 or failed % 10_000 == 0:  # the counter has them all; the log shows a sample
+                log.error(
+                    "event=delivery_failed topic=%s key=%s error=%s failed_so_far=%d",
+                    topic,
+                    msg.key(),
+                    err.str(),
+                    failed,
+                )
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         """Queue one record; when the local queue is full, serve callbacks until there is room."""

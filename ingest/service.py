@@ -53,7 +53,8 @@ def build_pipeline(
     settings = settings or ingest_settings()
     bootstrap = bootstrap or kafka_settings().bootstrap_servers
     if check:
-        check_broker(bootstrap)
+        wanted = {t: (topics or {}).get(t, t.value) for t in Topic}
+        check_broker(bootstrap, sorted(set(wanted.values())))
     if instruments is None:
         instruments = load_instruments(settings.instruments_file)
     sink = KafkaSink(bootstrap, settings, source=source.value)
