@@ -108,7 +108,7 @@ class Guarded:
         retrying = Retrying(
             retry=retry_if_exception(lambda e: is_transient(e) and not self._open()),
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.initial_wait_s, max=self.max_wait_s),
+            wait=wait_exponential_jitter(multiplier=self.initial_wait_s, max=self.max_wait_s),
             before_sleep=self._count_retry,
             reraise=True,
         )

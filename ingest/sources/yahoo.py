@@ -121,6 +121,21 @@ def pricing_to_tick(
     return raw
 
 
+class _StreamClient(WebSocket):
+    """yfinance's WebSocket client, except that a frame it cannot decode is handed on, not raised.
+
+    yfinance raises from its decoder unless its global ``hide_exceptions`` is set (and the history
+    source clears that so failures reach the retries); a corrupt frame must become a dead letter,
+    not end the connection.
+    """
+
+    def _decode_message(self, base64_message: str) -> dict:
+        try:
+            return super()._decode_message(base64_message)
+        except Exception as exc:
+            return {"error": str(exc), "raw_base64": base64_message}
+
+
 class YahooLiveSource:
     """Live ticks from yfinance's streaming client; reconnects with backoff while the breaker allows."""
 
@@ -156,7 +171,7 @@ class YahooLiveSource:
         self._queue.put(RawRecord(Topic.TICKS, tick, Source.YAHOO, _now_ms()))
 
     def _listen_once(self) -> None:
-        ws = WebSocket(url=self.url, verbose=False)
+        ws = _StreamClient(url=self.url, verbose=False)
         self._ws = ws
         ws.subscribe(self.symbols)
         log.info("event=stream_subscribed url=%s symbols=%d", self.url, len(self.symbols))
