@@ -1,8 +1,8 @@
 """CLI: run dbt on this project with the repo's connection settings.
 
-    python -m dbt_project build                 # dbt build (seeds, models, tests, quality hook)
-    python -m dbt_project dbt -- source freshness
-    python -m dbt_project docs                  # dbt docs generate, then serve on 127.0.0.1:8580
+python -m dbt_project build                 # dbt build (seeds, models, tests, quality hook)
+python -m dbt_project dbt -- source freshness
+python -m dbt_project docs                  # dbt docs generate, then serve on 127.0.0.1:8580
 """
 
 from __future__ import annotations

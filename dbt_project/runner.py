@@ -56,6 +56,8 @@ def dbt_env(
             "PG_CONNECT_TIMEOUT_S": str(s.connect_timeout_s),
             "TRANSFORM_THREADS": str(t.threads),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            # data tests group and sort whole marts: give their sessions room (models set it per transaction)
+            "PGOPTIONS": f"-c work_mem={t.test_work_mem}",
             "DO_NOT_TRACK": "1",
         }
     )
@@ -68,8 +70,13 @@ def run_dbt(
     pg: PostgresSettings | None = None,
     transform: TransformSettings | None = None,
     capture: bool = True,
+    target_path: Path | None = None,
 ) -> DbtResult:
-    """Run `dbt <args>` on this project; returns its exit code and output (never raises on failure)."""
+    """Run `dbt <args>` on this project; returns its exit code and output (never raises on failure).
+
+    `target_path` keeps compiled files, artifacts and logs apart, so that two runs (a test and a
+    benchmark, say) can share the project folder.
+    """
     t = transform or TransformSettings()
     cmd = [
         str(t.dbt_executable),
@@ -79,6 +86,8 @@ def run_dbt(
         "--profiles-dir",
         str(PROJECT_DIR),
     ]
+    if target_path is not None:
+        cmd += ["--target-path", str(target_path), "--log-path", str(target_path / "logs")]
     started = time.perf_counter()
     proc = subprocess.run(
         cmd,

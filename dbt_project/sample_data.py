@@ -22,7 +22,16 @@ log = logging.getLogger(__name__)
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 
 BAR_COLUMNS = (
-    "symbol", "interval", "bar_start", "open", "high", "low", "close", "adj_close", "volume", "source",
+    "symbol",
+    "interval",
+    "bar_start",
+    "open",
+    "high",
+    "low",
+    "close",
+    "adj_close",
+    "volume",
+    "source",
     "ingest_time",
 )
 
@@ -130,8 +139,19 @@ def load_daily_bars(conn, series: Sequence[DailySeries], source: str = "syntheti
         for s in series:
             for i, d in enumerate(s.days):
                 c = float(s.close[i])
-                yield (s.symbol, "1d", session_start_utc(d), float(s.open[i]), float(s.high[i]),
-                       float(s.low[i]), c, c, float(s.volume[i]), source, ingest_time)
+                yield (
+                    s.symbol,
+                    "1d",
+                    session_start_utc(d),
+                    float(s.open[i]),
+                    float(s.high[i]),
+                    float(s.low[i]),
+                    c,
+                    c,
+                    float(s.volume[i]),
+                    source,
+                    ingest_time,
+                )
 
     with conn.cursor() as cur:
         first, last = session_start_utc(min(all_days)), session_start_utc(max(all_days))
@@ -142,8 +162,9 @@ def load_daily_bars(conn, series: Sequence[DailySeries], source: str = "syntheti
     return count
 
 
-def intraday_bars(symbol: str, day: date, interval_minutes: int, count: int, seed: int,
-                  start_price: float = 50.0) -> list[tuple]:
+def intraday_bars(
+    symbol: str, day: date, interval_minutes: int, count: int, seed: int, start_price: float = 50.0
+) -> list[tuple]:
     """Intraday bars of one session from 09:30 exchange time, as raw.bars rows."""
     rng = np.random.default_rng(seed)
     open_at = datetime(day.year, day.month, day.day, 9, 30, tzinfo=EXCHANGE_TZ).astimezone(UTC)
@@ -155,8 +176,21 @@ def intraday_bars(symbol: str, day: date, interval_minutes: int, count: int, see
         h = max(o, c) * (1 + abs(float(rng.normal(0, 0.001))))
         lo = min(o, c) * (1 - abs(float(rng.normal(0, 0.001))))
         v = float(round(rng.lognormal(8, 0.4)))
-        out.append((symbol, f"{interval_minutes}m", open_at + timedelta(minutes=interval_minutes * i),
-                    o, h, lo, c, None, v, "synthetic", datetime.now(UTC)))
+        out.append(
+            (
+                symbol,
+                f"{interval_minutes}m",
+                open_at + timedelta(minutes=interval_minutes * i),
+                o,
+                h,
+                lo,
+                c,
+                None,
+                v,
+                "synthetic",
+                datetime.now(UTC),
+            )
+        )
         price = c
     return out
 
@@ -173,8 +207,10 @@ def load_raw_bar_rows(conn, rows: Sequence[tuple]) -> int:
     return count
 
 
-def load_rt_minutes(conn, symbol: str, start: datetime, count: int, seed: int, price: float = 20.0) -> int:
-    """1-minute bars, indicators (close only, warm-up nulls) and one signal per 30 bars into rt.*."""
+def load_rt_minutes(
+    conn, symbol: str, start: datetime, count: int, seed: int, price: float = 20.0, signal_every: int = 30
+) -> int:
+    """1-minute bars, indicators (close only) and a signal every `signal_every` bars into rt.*."""
     rng = np.random.default_rng(seed)
     bars, indicators, signals = [], [], []
     for i in range(count):
@@ -185,14 +221,29 @@ def load_rt_minutes(conn, symbol: str, start: datetime, count: int, seed: int, p
         v = float(round(rng.lognormal(6, 0.3)))
         bars.append((symbol, t, o, h, lo, c, v, (h + lo + c) / 3, 10, i < count - 1))
         indicators.append((symbol, t, c, i < count - 1))
-        if i % 30 == 29:
+        if i % signal_every == signal_every - 1:
             signals.append((symbol, t + timedelta(seconds=59), "volume_spike", v, 3.0))
         price = c
     with conn.cursor() as cur:
         for table in ("rt.bars_1m", "rt.indicators_1m", "rt.signals"):
             _ensure_partitions(cur, table, start, start + timedelta(minutes=count))
-        _copy(cur, "rt.bars_1m", ("symbol", "bar_start", "open", "high", "low", "close", "volume", "vwap",
-                                  "trade_count", "is_final"), bars)
+        _copy(
+            cur,
+            "rt.bars_1m",
+            (
+                "symbol",
+                "bar_start",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "vwap",
+                "trade_count",
+                "is_final",
+            ),
+            bars,
+        )
         _copy(cur, "rt.indicators_1m", ("symbol", "bar_start", "close", "is_final"), indicators)
         _copy(cur, "rt.signals", ("symbol", "signal_time", "signal_type", "value", "threshold"), signals)
     conn.commit()

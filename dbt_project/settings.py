@@ -21,3 +21,4 @@ class TransformSettings(BaseSettings):
     docs_host: str = "127.0.0.1"
     docs_port: int = 8580
     timeout_s: float = 1800.0
+    test_work_mem: str = "128MB"

@@ -18,3 +18,19 @@
         when {{ code }} ~ '^[0-9]+d$' then left({{ code }}, -1)::integer * 1440
     end
 {%- endmacro %}
+
+{#- Staging's filter on its source: rows landed since this model's previous run began, less
+    var('staging_lookback'). A row stamped landed_at = T (its transaction's start) is visible once
+    that transaction commits; every landing transaction shorter than the lookback was therefore
+    committed, and seen, by a run that began after T + lookback. Re-read rows are harmless: the
+    partitioned_table upsert leaves unchanged rows alone. -#}
+{% macro landed_since_last_run(column) -%}
+    {%- if is_incremental() -%}
+        {{ column }} >= (
+            select coalesce(max(dbt_updated_at), '-infinity'::timestamptz) - interval '{{ var("staging_lookback") }}'
+            from {{ this }}
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

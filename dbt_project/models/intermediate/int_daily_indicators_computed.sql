@@ -36,7 +36,7 @@ previous_state as (
             changed_symbols.symbol,
             changed_symbols.from_date,
             coalesce(before_row.row_num, 0) as row_num_before,
-            before_row.ta_state
+            before_row.ta_state::float8 [] as ta_state
         from changed_symbols
         left join lateral (
             select
@@ -61,7 +61,12 @@ new_rows as (
     select
         bars.symbol,
         bars.trade_date,
+        bars.open,
+        bars.high,
+        bars.low,
         bars.close,
+        bars.volume,
+        bars.source_interval,
         previous_state.row_num_before + row_number() over (
             partition by bars.symbol order by bars.trade_date
         ) as row_num,
@@ -72,7 +77,8 @@ new_rows as (
 ),
 
 context_rows as (
-    -- closes before the first changed day that the moving averages of the new rows still need
+    -- closes before the first changed day that the moving averages of the new rows (and of the
+    -- day before the first of them, for crosses) still need
     {% if is_incremental() %}
         select
             stored.symbol,
@@ -89,7 +95,7 @@ context_rows as (
             from {{ this }} as s
             where s.symbol = previous_state.symbol and s.trade_date < previous_state.from_date
             order by s.trade_date desc
-            limit {{ ma_long - 1 }}
+            limit {{ ma_long }}
         ) as stored
     {% else %}
         select
@@ -139,7 +145,15 @@ moving_averages as (
         end as ma_short,
         case when row_num >= {{ ma_long }} then
             (close_sum - coalesce(lag(close_sum, {{ ma_long }}) over by_date, 0)) / {{ ma_long }}
-        end as ma_long
+        end as ma_long,
+        case when row_num > {{ ma_short }} then
+            (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_short + 1 }}) over by_date, 0))
+            / {{ ma_short }}
+        end as previous_ma_short,
+        case when row_num > {{ ma_long }} then
+            (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_long + 1 }}) over by_date, 0))
+            / {{ ma_long }}
+        end as previous_ma_long
     from running_sums
     window by_date as (partition by symbol order by trade_date)
 ),
@@ -148,7 +162,12 @@ recursive_indicators as (
     select
         symbol,
         trade_date,
+        open,
+        high,
+        low,
         close,
+        volume,
+        source_interval,
         row_num,
         udf.ta_recursive(
             close,
@@ -166,15 +185,23 @@ final as (
     select
         recursive_indicators.symbol,
         recursive_indicators.trade_date,
+        recursive_indicators.open,
+        recursive_indicators.high,
+        recursive_indicators.low,
         recursive_indicators.close,
+        recursive_indicators.volume,
+        recursive_indicators.source_interval,
         recursive_indicators.row_num,
         moving_averages.ma_short as ma_50,
         moving_averages.ma_long as ma_200,
+        moving_averages.previous_ma_short as previous_ma_50,
+        moving_averages.previous_ma_long as previous_ma_200,
         recursive_indicators.ta_state[9] as rsi_14,
         recursive_indicators.ta_state[5] as macd,
         recursive_indicators.ta_state[10] as macd_signal,
         recursive_indicators.ta_state[5] - recursive_indicators.ta_state[10] as macd_hist,
-        recursive_indicators.ta_state,
+        -- as text (exact: PostgreSQL prints float8 round-trip safe), so that unit tests can give it
+        recursive_indicators.ta_state::text as ta_state,
         now() as dbt_updated_at
     from recursive_indicators
     inner join moving_averages

@@ -13,12 +13,19 @@ with daily as (
 ),
 
 latest_daily as (
-    select distinct on (symbol)
-        symbol,
-        close as last_close,
-        volume as last_volume
-    from {{ ref('fct_daily_prices') }}
-    order by symbol, trade_date desc
+    -- one index probe per symbol on (symbol, trade_date)
+    select
+        daily.symbol,
+        last_day.close as last_close,
+        last_day.volume as last_volume
+    from daily
+    cross join lateral (
+        select
+            prices.close,
+            prices.volume
+        from {{ ref('fct_daily_prices') }} as prices
+        where prices.symbol = daily.symbol and prices.trade_date = daily.last_trade_date
+    ) as last_day
 ),
 
 intraday as (

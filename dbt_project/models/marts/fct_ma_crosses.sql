@@ -8,7 +8,7 @@
              delete from {{ this }} as crosses
              using (
                  select symbol, min(trade_date) as from_date
-                 from {{ ref('fct_daily_prices') }}
+                 from {{ ref('int_daily_indicators_computed') }}
                  where dbt_updated_at > (select coalesce(max(dbt_updated_at), '-infinity') from {{ this }})
                  group by symbol
              ) as changed
@@ -21,34 +21,11 @@
 -- Golden cross: MA50 moves above MA200 (it was at or below it on the previous trading day);
 -- death cross: MA50 moves below MA200 (it was at or above it). Days before both MAs exist never
 -- cross. Incremental: a symbol's crosses from its first recomputed day are deleted (pre-hook) and
--- found again, reading one earlier day for the comparison.
+-- found again from the recomputed rows, which carry the previous day's MAs.
 
-with prices as (
-    select * from {{ ref('fct_daily_prices') }}
-),
-
-changed_symbols as (
-    select
-        symbol,
-        min(trade_date) as from_date
-    from prices
+with indicators as (
+    select * from {{ ref('int_daily_indicators_computed') }}
     where {{ changed_since_last_run() }}
-    group by symbol
-),
-
-with_previous as (
-    select
-        prices.symbol,
-        prices.trade_date,
-        prices.ma_50,
-        prices.ma_200,
-        lag(prices.ma_50) over by_date as previous_ma_50,
-        lag(prices.ma_200) over by_date as previous_ma_200,
-        changed_symbols.from_date
-    from prices
-    inner join changed_symbols on prices.symbol = changed_symbols.symbol
-    where prices.ma_200 is not null
-    window by_date as (partition by prices.symbol order by prices.trade_date)
 ),
 
 crosses as (
@@ -61,8 +38,8 @@ crosses as (
         end as cross_type,
         ma_50,
         ma_200
-    from with_previous
-    where trade_date >= from_date
+    from indicators
+    where previous_ma_200 is not null
 ),
 
 final as (

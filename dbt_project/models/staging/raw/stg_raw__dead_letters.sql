@@ -7,12 +7,7 @@
 
 with source_dead_letters as (
     select * from {{ source('raw', 'dead_letters') }}
-    {% if is_incremental() %}
-        where landed_at > (
-            select coalesce(max(landed_at), '-infinity'::timestamptz) - interval '{{ var("staging_lookback") }}'
-            from {{ this }}
-        )
-    {% endif %}
+    where {{ landed_since_last_run('landed_at') }}
 ),
 
 renamed as (

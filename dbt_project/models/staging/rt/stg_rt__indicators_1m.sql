@@ -7,12 +7,7 @@
 
 with source_indicators as (
     select * from {{ source('rt', 'indicators_1m') }}
-    {% if is_incremental() %}
-        where updated_at > (
-            select coalesce(max(updated_at), '-infinity'::timestamptz) - interval '{{ var("staging_lookback") }}'
-            from {{ this }}
-        )
-    {% endif %}
+    where {{ landed_since_last_run('updated_at') }}
 ),
 
 renamed as (

@@ -7,12 +7,7 @@
 
 with source_signals as (
     select * from {{ source('rt', 'signals') }}
-    {% if is_incremental() %}
-        where created_at > (
-            select coalesce(max(created_at), '-infinity'::timestamptz) - interval '{{ var("staging_lookback") }}'
-            from {{ this }}
-        )
-    {% endif %}
+    where {{ landed_since_last_run('created_at') }}
 ),
 
 renamed as (
