@@ -29,7 +29,7 @@ def producer_config(bootstrap: str, settings: IngestSettings) -> dict[str, objec
         "queue.buffering.max.messages": settings.queue_max_messages,
         "message.timeout.ms": settings.delivery_timeout_ms,
         "client.id": "ingest",
-        "log_level": 3,
+        "logger": logging.getLogger("ingest.librdkafka"),
     }
 
 

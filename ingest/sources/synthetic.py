@@ -1,9 +1,9 @@
 """Synthetic source: seeded geometric Brownian motion with jumps and a U-shaped intraday volume curve.
 
 The load generator for benchmarks, tests and the offline demo. Prices, sizes and the order of symbols
-depend only on the seed; event times come from a simulated clock when `start_ms` is given (fully
-deterministic) and from the wall clock otherwise. Each symbol's event times strictly increase (one
-millisecond apart at least), so keep the per-symbol rate under 1,000 ticks/s.
+depend only on the seed, the rate and the number of symbols; event times come from a simulated clock
+when `start_ms` is given (fully deterministic) and from the wall clock otherwise. Each symbol's event
+times strictly increase (one millisecond apart at least), so keep the per-symbol rate under 1,000/s.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ class SyntheticSource:
         self.start_ms = start_ms
         self.params = params or GbmParams()
         n = len(self.symbols)
-        per_chunk = 8192 if not paced else max(1, min(8192, int(self.rate / 20)))  # ~50 ms when paced
+        # ~50 ms of ticks per chunk; chunking fixes the order of random draws, so it depends only on
+        # the rate (paced or not): same seed, rate and symbols -> same prices and sizes
+        per_chunk = max(1, min(8192, int(self.rate / 20)))
         self.chunk_rounds = chunk_rounds or max(1, per_chunk // n)
         self._closed = False
         rng = np.random.default_rng(seed)
