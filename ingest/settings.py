@@ -44,7 +44,10 @@ class IngestSettings(BaseSettings):
     # producer
     linger_ms: int = 20
     compression: str = "lz4"
-    batch_size_bytes: int = 1_000_000
+    batch_size_bytes: int = Field(
+        default=100_000,
+        description="Producer batch size; must stay under the topics' max.message.bytes (128 KiB).",
+    )
     queue_max_messages: int = 500_000
     delivery_timeout_ms: int = Field(
         default=300_000, description="How long the producer keeps retrying a record (broker outages)."
