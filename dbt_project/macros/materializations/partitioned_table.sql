@@ -7,6 +7,7 @@
       partition_by={'field': 'bar_start', 'granularity': 'month'},   -- 'day' | 'month' | 'year'
       unique_key=['symbol', 'bar_start'],        -- primary key; must contain the partition field
       change_exempt=['dbt_updated_at'],          -- columns that alone do not make a row "changed"
+      partition_indexes=[['dbt_updated_at']],    -- more indexes (made on the parent, so on every partition)
     )
 
   First run (or --full-refresh): the parent table is created "partition by range (field)" with
@@ -82,6 +83,9 @@
     {%- endcall %}
     {% call statement('primary_key') -%}
       alter table {{ target }} add primary key ({{ unique_key | map('tojson') | join(', ') }});
+      {% for index_columns in config.get('partition_indexes', []) -%}
+      create index on {{ target }} ({{ index_columns | map('tojson') | join(', ') }});
+      {% endfor -%}
       analyze {{ target }}
     {%- endcall %}
   {% else %}

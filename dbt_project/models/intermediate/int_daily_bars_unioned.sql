@@ -9,22 +9,57 @@
 -- One OHLCV row per symbol and trade date: the daily bar landed by a backfill when there is one,
 -- else the day rolled up from intraday bars (raw intraday bars of the finest interval present,
 -- then the stream's 1-minute bars).
+-- Incremental: the (symbol, trade_date) pairs with changed staging rows are rebuilt from all their
+-- rows; the re-read is bounded by the changed rows' time span, so only those partitions are read.
 
-with raw_bars as (
+with changed_rows as (
+    {% if is_incremental() %}
+        select
+            symbol,
+            trade_date,
+            bar_start
+        from {{ ref('stg_raw__bars') }}
+        where {{ changed_since_last_run() }}
+        union all
+        select
+            symbol,
+            trade_date,
+            bar_start
+        from {{ ref('stg_rt__bars_1m') }}
+        where {{ changed_since_last_run() }}
+    {% else %}
+        select
+            null::text as symbol,
+            null::date as trade_date,
+            null::timestamptz as bar_start
+        where false
+    {% endif %}
+),
+
+changed_days as (
+    select distinct
+        symbol,
+        trade_date
+    from changed_rows
+),
+
+raw_bars as (
     select * from {{ ref('stg_raw__bars') }}
+    {% if is_incremental() %}
+        where
+            bar_start >= (select min(bar_start) - interval '1 day' from changed_rows)
+            and bar_start < (select max(bar_start) + interval '1 day' from changed_rows)
+            and (symbol, trade_date) in (select changed_days.* from changed_days)
+    {% endif %}
 ),
 
 rt_bars as (
     select * from {{ ref('stg_rt__bars_1m') }}
-),
-
-changed_days as (
     {% if is_incremental() %}
-        select symbol, trade_date from raw_bars where {{ changed_since_last_run() }}
-        union
-        select symbol, trade_date from rt_bars where {{ changed_since_last_run() }}
-    {% else %}
-        select null::text as symbol, null::date as trade_date where false
+        where
+            bar_start >= (select min(bar_start) - interval '1 day' from changed_rows)
+            and bar_start < (select max(bar_start) + interval '1 day' from changed_rows)
+            and (symbol, trade_date) in (select changed_days.* from changed_days)
     {% endif %}
 ),
 
@@ -40,11 +75,7 @@ daily_bars as (
         '1d' as source_interval,
         0 as source_rank
     from raw_bars
-    where
-        bar_interval = '1d'
-        {% if is_incremental() %}
-            and (symbol, trade_date) in (select symbol, trade_date from changed_days)
-        {% endif %}
+    where bar_interval = '1d'
 ),
 
 intraday_bars as (
@@ -60,11 +91,7 @@ intraday_bars as (
         bar_interval as source_interval,
         {{ interval_minutes('bar_interval') }} as source_rank
     from raw_bars
-    where
-        bar_interval <> '1d'
-        {% if is_incremental() %}
-            and (symbol, trade_date) in (select symbol, trade_date from changed_days)
-        {% endif %}
+    where bar_interval <> '1d'
     union all
     select
         symbol,
@@ -78,9 +105,6 @@ intraday_bars as (
         'rt_1m' as source_interval,
         100000 as source_rank
     from rt_bars
-    {% if is_incremental() %}
-        where (symbol, trade_date) in (select symbol, trade_date from changed_days)
-    {% endif %}
 ),
 
 intraday_rolled_up as (

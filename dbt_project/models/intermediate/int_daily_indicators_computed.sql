@@ -36,7 +36,7 @@ previous_state as (
             changed_symbols.symbol,
             changed_symbols.from_date,
             coalesce(before_row.row_num, 0) as row_num_before,
-            before_row.ta_state::float8 [] as ta_state
+            before_row.ta_state::float8[] as ta_state
         from changed_symbols
         left join lateral (
             select
@@ -52,7 +52,7 @@ previous_state as (
             symbol,
             from_date,
             0::bigint as row_num_before,
-            null::float8 [] as ta_state
+            null::float8[] as ta_state
         from changed_symbols
     {% endif %}
 ),
@@ -140,19 +140,23 @@ moving_averages as (
         symbol,
         trade_date,
         is_new,
-        case when row_num >= {{ ma_short }} then
-            (close_sum - coalesce(lag(close_sum, {{ ma_short }}) over by_date, 0)) / {{ ma_short }}
+        case
+            when row_num >= {{ ma_short }} then
+                (close_sum - coalesce(lag(close_sum, {{ ma_short }}) over by_date, 0)) / {{ ma_short }}
         end as ma_short,
-        case when row_num >= {{ ma_long }} then
-            (close_sum - coalesce(lag(close_sum, {{ ma_long }}) over by_date, 0)) / {{ ma_long }}
+        case
+            when row_num >= {{ ma_long }} then
+                (close_sum - coalesce(lag(close_sum, {{ ma_long }}) over by_date, 0)) / {{ ma_long }}
         end as ma_long,
-        case when row_num > {{ ma_short }} then
-            (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_short + 1 }}) over by_date, 0))
-            / {{ ma_short }}
+        case
+            when row_num > {{ ma_short }} then
+                (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_short + 1 }}) over by_date, 0))
+                / {{ ma_short }}
         end as previous_ma_short,
-        case when row_num > {{ ma_long }} then
-            (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_long + 1 }}) over by_date, 0))
-            / {{ ma_long }}
+        case
+            when row_num > {{ ma_long }} then
+                (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_long + 1 }}) over by_date, 0))
+                / {{ ma_long }}
         end as previous_ma_long
     from running_sums
     window by_date as (partition by symbol order by trade_date)

@@ -43,7 +43,7 @@ listing as (
         exchange
     from {{ ref('stg_raw__ticks') }}
     where currency is not null or exchange is not null
-    order by symbol, event_time desc
+    order by symbol asc, event_time desc
 ),
 
 symbols as (
@@ -63,7 +63,8 @@ final as (
         latest_daily.last_close,
         latest_daily.last_volume,
         intraday.last_bar_start,
-        intraday.symbol is not null as has_intraday
+        intraday.symbol is not null as has_intraday,
+        now() as dbt_updated_at
     from symbols
     left join daily on symbols.symbol = daily.symbol
     left join latest_daily on symbols.symbol = latest_daily.symbol
