@@ -112,7 +112,8 @@ def _csv_value(v: object) -> str:
     return str(v)
 
 
-def _copy(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+def render_csv(rows: Iterable[Sequence[object]]) -> tuple[io.StringIO, int]:
+    """Rows as a CSV buffer for COPY, and how many there are."""
     buf = io.StringIO()
     count = 0
     for row in rows:
@@ -120,7 +121,16 @@ def _copy(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[objec
         buf.write("\n")
         count += 1
     buf.seek(0)
+    return buf, count
+
+
+def copy_csv(cur, table: str, columns: Sequence[str], buf: io.StringIO) -> None:
     cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin with (format csv)", buf)
+
+
+def _copy(cur, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    buf, count = render_csv(rows)
+    copy_csv(cur, table, columns, buf)
     return count
 
 
@@ -128,35 +138,37 @@ def _ensure_partitions(cur, table: str, first: datetime, last: datetime) -> None
     cur.execute("select raw.ensure_partitions(%s, %s, %s)", (table, first, last))
 
 
+def daily_bar_rows(series: Sequence[DailySeries], source: str = "synthetic") -> Iterable[tuple]:
+    """raw.bars rows (BAR_COLUMNS order) of daily series, interval '1d'."""
+    ingest_time = datetime.now(UTC)
+    for s in series:
+        for i, d in enumerate(s.days):
+            c = float(s.close[i])
+            yield (
+                s.symbol,
+                "1d",
+                session_start_utc(d),
+                float(s.open[i]),
+                float(s.high[i]),
+                float(s.low[i]),
+                c,
+                c,
+                float(s.volume[i]),
+                source,
+                ingest_time,
+            )
+
+
 def load_daily_bars(conn, series: Sequence[DailySeries], source: str = "synthetic") -> int:
     """COPY daily bars (interval '1d') into raw.bars, creating the partitions first; commits."""
     all_days = [d for s in series for d in s.days]
     if not all_days:
         return 0
-    ingest_time = datetime.now(UTC)
-
-    def rows():
-        for s in series:
-            for i, d in enumerate(s.days):
-                c = float(s.close[i])
-                yield (
-                    s.symbol,
-                    "1d",
-                    session_start_utc(d),
-                    float(s.open[i]),
-                    float(s.high[i]),
-                    float(s.low[i]),
-                    c,
-                    c,
-                    float(s.volume[i]),
-                    source,
-                    ingest_time,
-                )
 
     with conn.cursor() as cur:
         first, last = session_start_utc(min(all_days)), session_start_utc(max(all_days))
         _ensure_partitions(cur, "raw.bars", first, last)
-        count = _copy(cur, "raw.bars", BAR_COLUMNS, rows())
+        count = _copy(cur, "raw.bars", BAR_COLUMNS, daily_bar_rows(series, source))
     conn.commit()
     log.info("loaded_daily_bars rows=%d symbols=%d", count, len(series))
     return count
