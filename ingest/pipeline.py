@@ -33,8 +33,10 @@ from ingest.rules import (
     Limits,
     Rejection,
     apply_tick_size,
+    check_known,
     clean_bar,
     clean_tick,
+    is_clean_symbol,
     parse_json,
     round_to_ticks,
     tick_arrays_ok,
@@ -42,6 +44,7 @@ from ingest.rules import (
 from ingest.sequence import SequenceGuard
 from ingest.settings import IngestSettings
 from ingest.sources.base import RawRecord
+from ingest.wire import encode_price_size_tick, encode_price_size_ticks
 
 log = logging.getLogger("ingest.pipeline")
 _json = msgspec.json.Encoder()
@@ -93,6 +96,10 @@ class Pipeline:
         self.stats = RunStats()
         self._synced = RunStats()
         self._tick_size = {i.symbol: i.tick_size for i in self.instruments}
+        # the vectorised path's per-symbol cache: guard slot, tick size and Kafka key by slot
+        self._fast_slots: dict[str, int] = {}
+        self._slot_ticks = np.zeros(64, dtype=float)
+        self._slot_keys: list[bytes] = [b""] * 64
 
     # --- one record ----------------------------------------------------------------------------
 
@@ -157,6 +164,25 @@ class Pipeline:
 
     # --- vectorised ticks (the synthetic load generator's fast path) -------------------------------
 
+    def _fast_slot(self, symbol: str) -> int:
+        """The sequence slot of a symbol the vectorised path may pass without per-row cleaning: it is
+        already in its clean form and known (or unknown symbols are accepted). -1 otherwise."""
+        slot = self._fast_slots.get(symbol)
+        if slot is not None:
+            return slot
+        if not is_clean_symbol(symbol) or check_known(symbol, self.limits) is not None:
+            return -1
+        slot = self.guard.slot(symbol)
+        if slot >= len(self._slot_ticks):
+            grown = np.zeros(max(64, 2 * (slot + 1)), dtype=float)
+            grown[: len(self._slot_ticks)] = self._slot_ticks
+            self._slot_ticks = grown
+            self._slot_keys.extend([b""] * (len(grown) - len(self._slot_keys)))
+        self._slot_ticks[slot] = self._tick_size.get(symbol) or 0.0
+        self._slot_keys[slot] = symbol.encode("utf-8")
+        self._fast_slots[symbol] = slot
+        return slot
+
     def process_tick_arrays(
         self,
         symbols: list[str],
@@ -168,52 +194,60 @@ class Pipeline:
     ) -> int:
         """Validate and publish a chunk of (symbol, price, size, time) ticks; returns how many passed.
 
-        The stateless rules run vectorised; rows they refuse go through :meth:`process` for their exact
-        reason; duplicates and order are judged row by row by the same sequence guard.
+        The same rules as :meth:`process`, judged in bulk: the stateless rules run vectorised, and a
+        symbol whose rows all pass them and move strictly forward in time is accepted by the sequence
+        guard in one step. Every other row goes through :meth:`process` (for its exact reason, or to be
+        judged by the guard row by row), in its place in the chunk.
         """
+        n = len(symbols)
         now = self.clock()
-        known_symbol = self.limits.known
-        if known_symbol is None:
-            known = np.ones(len(symbols), dtype=bool)
-        else:
-            known = np.fromiter((known_symbol(s) for s in symbols), dtype=bool, count=len(symbols))
-        ok = tick_arrays_ok(prices, sizes, times, known, now, self.limits).tolist()
-        ticks = np.fromiter((self._tick_size.get(s, 0.0) for s in symbols), dtype=float, count=len(symbols))
-        rounded = np.where(ticks > 0, round_to_ticks(prices, np.where(ticks > 0, ticks, 1.0)), prices)
-        topic, check, send, encode_json = (
-            self.topics[Topic.TICKS],
-            self.guard.check,
-            self.sink.send,
-            _json.encode,
-        )
-        src = source.value
-        passed = 0
-        rows = zip(symbols, rounded.tolist(), sizes.tolist(), times.tolist(), ok, strict=True)
-        for i, (sym, price, size, t, good) in enumerate(rows):
-            if not good:
-                raw = {"symbol": sym, "event_time_ms": t, "price": float(prices[i]), "size": size}
-                self.process(RawRecord(Topic.TICKS, raw, source, received_ms))
-                continue
-            self.stats.read += 1
-            seq = check(sym, t)
-            if seq is not None:
-                raw = {"symbol": sym, "event_time_ms": t, "price": float(prices[i]), "size": size}
-                self._dead_letter(RawRecord(Topic.TICKS, raw, source, received_ms), seq, sym)
-                continue
-            value = encode_json(
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "symbol": sym,
-                    "event_time_ms": t,
-                    "price": price,
-                    "size": size,
-                    "source": src,
-                    "ingest_time_ms": received_ms,
-                }
+        prices, sizes = np.asarray(prices, dtype=float), np.asarray(sizes, dtype=float)
+        times = np.asarray(times)
+        if not np.issubdtype(times.dtype, np.integer):  # whole-millisecond checks are the record path's
+            rows = zip(symbols, times.tolist(), prices.tolist(), sizes.tolist(), strict=True)
+            return sum(
+                self.process(
+                    RawRecord(
+                        Topic.TICKS,
+                        {"symbol": sym, "event_time_ms": t, "price": p, "size": sz},
+                        source,
+                        received_ms,
+                    )
+                )
+                is None
+                for sym, t, p, sz in rows
             )
-            send(topic, sym.encode(), value)
-            passed += 1
-        self.stats.accepted += passed
+        get = self._fast_slots.get
+        ids = [get(s, -1) for s in symbols]
+        if -1 in ids:  # a symbol not seen before (or one that needs cleaning / is unknown)
+            fresh = {s: self._fast_slot(s) for s in set(symbols) if s not in self._fast_slots}
+            ids = [get(s, fresh.get(s, -1)) for s in symbols]
+        slots = np.array(ids, dtype=np.int64)
+        eligible = tick_arrays_ok(prices, sizes, times, slots >= 0, now, self.limits)
+        fast = self.guard.accept_in_order(slots, times, eligible)
+        ticks = self._slot_ticks[slots]
+        rounded = np.where(ticks > 0, round_to_ticks(prices, np.where(ticks > 0, ticks, 1.0)), prices)
+        topic, src, keys = self.topics[Topic.TICKS], source.value, self._slot_keys
+        if fast.all():
+            values = encode_price_size_ticks(
+                symbols, times.tolist(), rounded.tolist(), sizes.tolist(), src, received_ms
+            )
+            self.sink.send_many(topic, [keys[i] for i in ids], values)
+            self.stats.read += n
+            self.stats.accepted += n
+            return n
+        passed = 0
+        rows = zip(symbols, ids, rounded.tolist(), sizes.tolist(), times.tolist(), fast.tolist(), strict=True)
+        for i, (sym, slot, price, size, t, good) in enumerate(rows):
+            if good:
+                value = encode_price_size_tick(sym, t, price, size, src, received_ms)
+                self.sink.send(topic, keys[slot], value)
+                self.stats.read += 1
+                self.stats.accepted += 1
+                passed += 1
+            else:  # process() counts it and judges it with the same rules and the same guard
+                raw = {"symbol": sym, "event_time_ms": t, "price": float(prices[i]), "size": size}
+                passed += self.process(RawRecord(Topic.TICKS, raw, source, received_ms)) is None
         return passed
 
     # --- a whole source ------------------------------------------------------------------------

@@ -117,6 +117,11 @@ def clean_symbol(value: Any) -> str:
     return symbol
 
 
+def is_clean_symbol(value: object) -> bool:
+    """True when `value` is a valid symbol already in its clean form (cleaning would not change it)."""
+    return isinstance(value, str) and SYMBOL_RE.match(value) is not None and value == value.strip()
+
+
 def _clean_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _Reject(RejectReason.WRONG_TYPE, f"{name}={value!r} is not a string")
