@@ -75,12 +75,25 @@ def test_clean_data_scores_by_the_formula_and_records_every_test(quality_db):
     quality_db.clean_score = run[1]
 
 
+AGED_MODELS = (
+    "staging.stg_raw__bars",
+    "intermediate.int_daily_bars_unioned",
+    "intermediate.int_daily_indicators_computed",
+    "marts.fct_daily_prices",
+    "marts.fct_ma_crosses",
+)
+
+
 def test_crossed_prices_and_a_duplicate_day_fail_their_tests_and_lower_the_score(quality_db):
     day = quality_db.days[-5]
     start = sample_data.session_start_utc(day)
     writer = quality_db.connect("writer")
     try:
         with writer.cursor() as cur:
+            # what the first build wrote is older than the tests' recent slice (3 days): the duplicate
+            # must be caught against an old row, not only among new ones
+            for model in AGED_MODELS:
+                cur.execute(f"update {model} set dbt_updated_at = dbt_updated_at - interval '10 days'")
             # crossed prices: high below low
             cur.execute(
                 "update raw.bars set high = low * 0.9, landed_at = now()"
