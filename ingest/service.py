@@ -92,10 +92,12 @@ def produce_synthetic(
     params: GbmParams | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[int], None] | None = None,
+    flush_timeout_s: float = 60.0,
 ) -> RunStats:
     """Produce synthetic ticks to Kafka at `rate` ticks/s for `duration_s` seconds (or `count` ticks).
 
-    The load generator of the benchmarks and the demo: ``produce_synthetic(5_000, 60)``.
+    The load generator of the benchmarks and the demo: ``produce_synthetic(5_000, 60)``. At the end it
+    waits up to `flush_timeout_s` for Kafka to acknowledge what is still queued.
     """
     source = SyntheticSource(
         symbols, rate=rate, seed=seed, count=count, duration_s=duration_s, paced=paced, params=params
@@ -111,5 +113,5 @@ def produce_synthetic(
             pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop, on_progress=on_progress)
         finally:
             source.close()
-            pipeline.finish(Source.SYNTHETIC.value)
+            pipeline.finish(Source.SYNTHETIC.value, flush_timeout_s)
     return pipeline.stats

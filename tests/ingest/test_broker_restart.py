@@ -1,12 +1,25 @@
 """A private Kafka broker is restarted in the middle of a synthetic run: afterwards every record the
-run produced is in Kafka exactly once (idempotent producer, acks=all, retries until delivered)."""
+run produced is in Kafka exactly once (idempotent producer, acks=all, retries until delivered).
+
+Made to hold on a loaded 2-core machine:
+- the broker's ports lie outside the kernel's ephemeral range, so while the broker is down no
+  outgoing connection of any process (nor the producer reconnecting to itself) can take one of
+  them and stop the broker from binding it again on restart;
+- the broker JVM runs with the C1 compiler only (about half the start time of a default JVM);
+- the outage is placed by progress, not by sleeps: the broker stops once records are flowing and is
+  back before the run ends, which the test checks;
+- every wait has a deadline and the run has a stop event, so a failure ends the test instead of
+  leaving a producer thread flushing.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -14,27 +27,45 @@ from confluent_kafka import Consumer, TopicPartition
 from common.contract import Topic
 from common.settings import KafkaSettings, stack_settings
 from devstack.kafka import Kafka
-from devstack.process import wait_until
+from devstack.process import port_open, wait_until
 from ingest.service import produce_synthetic
 from ingest.sources.synthetic import SyntheticSource
 from tests.ingest.conftest import create_topics
 
-RATE, SYMBOLS, SEED = 3_000, 30, 77
+RATE, SYMBOLS, SEED, DURATION_S = 3_000, 30, 77, 10.0
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_ports_outside_ephemeral_range(n: int) -> list[int]:
+    """`n` loopback ports that are free now and that the kernel never hands out to outgoing sockets."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(20_000, 32_000) if not low <= p <= high]
+    random.SystemRandom().shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free loopback ports below the ephemeral range")
 
 
 @pytest.fixture
-def private_kafka(tmp_path):
-    port, controller, jmx = _free_ports(3)
+def private_kafka(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", JVM_OPTIONS)  # read by the broker JVMs this test starts
+    port, controller, jmx = _free_ports_outside_ephemeral_range(3)
     (tmp_path / "jars").symlink_to(stack_settings().jars_dir)
     kafka = Kafka(
         KafkaSettings(
@@ -48,7 +79,7 @@ def private_kafka(tmp_path):
     )
     kafka.start()
     try:
-        assert wait_until(kafka.healthy, 90), kafka.failure_hint()
+        assert wait_until(kafka.healthy, 120), kafka.failure_hint()
         yield kafka
     finally:
         kafka.stop()
@@ -79,29 +110,47 @@ def test_every_record_is_in_kafka_exactly_once_after_a_broker_restart_mid_run(pr
     bootstrap = private_kafka.address
     topics = create_topics(bootstrap, "restart")
     result: dict = {}
+    progress = [0]
+    stop = threading.Event()
 
     def run() -> None:
-        result["stats"] = produce_synthetic(
-            RATE,
-            duration_s=9,
-            symbols=SYMBOLS,
-            seed=SEED,
-            bootstrap=bootstrap,
-            topics=topics,
-            settings=settings,
-        )
+        try:
+            result["stats"] = produce_synthetic(
+                RATE,
+                duration_s=DURATION_S,
+                symbols=SYMBOLS,
+                seed=SEED,
+                bootstrap=bootstrap,
+                topics=topics,
+                settings=settings,
+                stop=stop,
+                on_progress=lambda n: progress.__setitem__(0, n),
+                flush_timeout_s=120,
+            )
+        except BaseException as exc:  # handed to the test thread
+            result["error"] = exc
 
-    runner = threading.Thread(target=run)
+    runner = threading.Thread(target=run, name="synthetic-run", daemon=True)
     runner.start()
-    time.sleep(3)
-    assert private_kafka.stop()  # the broker goes away mid-run ...
-    time.sleep(2)
-    private_kafka.start()  # ... and comes back with its log
-    assert wait_until(private_kafka.healthy, 90), private_kafka.failure_hint()
-    runner.join(timeout=180)
-    assert not runner.is_alive()
+    try:
+        assert wait_until(lambda: progress[0] >= RATE, 30), "the run did not start producing"
+        at_stop = progress[0]
+        assert private_kafka.stop()  # the broker goes away mid-run ...
+        assert wait_until(lambda: not port_open(*private_kafka.host_port), 30)
+        time.sleep(1.0)
+        during_outage = progress[0]
+        private_kafka.start()  # ... and comes back with its log
+        assert wait_until(private_kafka.healthy, 120), private_kafka.failure_hint()
+        runner.join(timeout=240)
+        assert not runner.is_alive(), "the run did not finish"
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    assert "error" not in result, result.get("error")
     stats = result["stats"]
-    assert stats.dead_lettered == 0 and stats.accepted > RATE * 5
+    # the outage really was in the middle: records were made while the broker was down, and after
+    assert 0 < at_stop < during_outage < stats.accepted
+    assert stats.dead_lettered == 0 and stats.accepted > RATE * DURATION_S * 0.5
 
     got = _read_all(bootstrap, topics[Topic.TICKS], 6, stats.accepted)
     assert len(got) == stats.accepted
