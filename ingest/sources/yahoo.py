@@ -11,12 +11,14 @@ Every call to Yahoo goes through :class:`~ingest.resilience.Guarded` (rate limit
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import pandas as pd
 import pybreaker
 import yfinance as yf
+from websockets.sync.client import connect as sync_connect
 from yfinance.live import WebSocket
 
 from common.contract import BarInterval, Source, Topic
@@ -122,12 +125,39 @@ def pricing_to_tick(
 
 
 class _StreamClient(WebSocket):
-    """yfinance's WebSocket client, except that a frame it cannot decode is handed on, not raised.
+    """yfinance's WebSocket client (its subscribe protocol and its protobuf decoding), with three
+    changes so that the source, not yfinance, owns errors and shutdown:
 
-    yfinance raises from its decoder unless its global ``hide_exceptions`` is set (and the history
-    source clears that so failures reach the retries); a corrupt frame must become a dead letter,
-    not end the connection.
+    - connection failures are raised to the source's reconnect guard (which counts and logs them in
+      one line) instead of being logged by yfinance with a traceback;
+    - the receive loop ends quietly when the connection is closed (by :meth:`YahooLiveSource.close`)
+      and raises when it drops, so the guard reconnects only when it should;
+    - a frame it cannot decode is handed on (it becomes a dead letter), not raised.
     """
+
+    def __init__(self, url: str, open_timeout_s: float) -> None:
+        super().__init__(url=url, verbose=False)
+        self._open_timeout_s = open_timeout_s
+
+    def _connect(self) -> None:
+        if self._ws is None:
+            self._ws = sync_connect(self.url, open_timeout=self._open_timeout_s, legacy=True)
+
+    def listen(self, message_handler: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Hand each decoded frame to `message_handler` until the connection closes.
+
+        Returns on a normal close; raises ``websockets.ConnectionClosedError`` when it drops.
+        """
+        self._connect()
+        assert message_handler is not None
+        for message in self._ws:
+            try:
+                encoded = json.loads(message).get("message", "")
+            except (ValueError, AttributeError) as exc:  # not a JSON object: a dead letter too
+                raw = message if isinstance(message, str) else base64.b64encode(message).decode()
+                message_handler({"error": f"frame is not a JSON object: {exc}", "raw_base64": raw})
+                continue
+            message_handler(self._decode_message(encoded))
 
     def _decode_message(self, base64_message: str) -> dict:
         try:
@@ -137,7 +167,11 @@ class _StreamClient(WebSocket):
 
 
 class YahooLiveSource:
-    """Live ticks from yfinance's streaming client; reconnects with backoff while the breaker allows."""
+    """Live ticks from yfinance's streaming client; reconnects with backoff while the breaker allows.
+
+    :meth:`close` (or reaching `max_records`) closes the connection and waits for the stream thread to
+    end: no reconnect attempt and no log line from the stream outlive the source.
+    """
 
     name = Source.YAHOO
 
@@ -156,26 +190,49 @@ class YahooLiveSource:
         self.guard = guard or guard_from(settings, "yahoo_stream")
         self.tracker = VolumeTracker()
         self.max_records = max_records
+        self.open_timeout_s = settings.yahoo_timeout_s
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
         self._closed = threading.Event()
+        self._reader_gone = threading.Event()
         self._ws: WebSocket | None = None
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def _on_message(self, decoded: dict[str, Any]) -> None:
         if "error" in decoded:  # yfinance could not decode the frame
             metrics.SOURCE_ERRORS.labels("yahoo", "decode").inc()
             raw = decoded.get("raw_base64", "")
-            self._queue.put(RawRecord(Topic.TICKS, str(raw).encode(), Source.YAHOO, _now_ms()))
+            self._put(RawRecord(Topic.TICKS, str(raw).encode(), Source.YAHOO, _now_ms()))
             return
         tick = pricing_to_tick(decoded, self.tracker, self.instruments)
-        self._queue.put(RawRecord(Topic.TICKS, tick, Source.YAHOO, _now_ms()))
+        self._put(RawRecord(Topic.TICKS, tick, Source.YAHOO, _now_ms()))
+
+    def _put(self, item: Any) -> None:
+        """Queue for the reader; waits while the queue is full, unless the reader has gone."""
+        while not self._reader_gone.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _listen_once(self) -> None:
-        ws = _StreamClient(url=self.url, verbose=False)
-        self._ws = ws
-        ws.subscribe(self.symbols)
-        log.info("event=stream_subscribed url=%s symbols=%d", self.url, len(self.symbols))
-        ws.listen(self._on_message)  # returns when the connection drops (yfinance logs the error)
+        if self._closed.is_set():
+            return
+        ws = _StreamClient(self.url, self.open_timeout_s)
+        with self._lock:
+            self._ws = ws
+        try:
+            ws.subscribe(self.symbols)
+            log.info("event=stream_subscribed url=%s symbols=%d", self.url, len(self.symbols))
+            if not self._closed.is_set():  # close() may have run while we connected
+                ws.listen(self._on_message)  # returns when the connection is closed
+        except Exception:
+            if self._closed.is_set():
+                return  # closing interrupted the connection: not an error
+            raise
+        finally:
+            self._close_client(ws)
         if not self._closed.is_set():
             raise ConnectionError("Yahoo stream connection ended")
 
@@ -193,30 +250,43 @@ class YahooLiveSource:
                 metrics.SOURCE_ERRORS.labels("yahoo", kind).inc()
                 log.error("event=stream_error error=%s detail=%s", type(exc).__name__, exc)
                 self._closed.wait(1.0)
-        self._queue.put(_STOP)
+        self._put(_STOP)
 
     def records(self) -> Iterator[RawRecord]:
         self._thread = threading.Thread(target=self._run, name="yahoo-stream", daemon=True)
         self._thread.start()
         produced = 0
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            yield item
-            produced += 1
-            if self.max_records is not None and produced >= self.max_records:
-                self.close()
-                return
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                yield item
+                produced += 1
+                if self.max_records is not None and produced >= self.max_records:
+                    return
+        finally:
+            self._reader_gone.set()
+            self.close()
 
-    def close(self) -> None:
+    def _close_client(self, ws: WebSocket) -> None:
+        try:
+            ws.close()
+        except Exception as exc:  # closing a dead socket is fine
+            log.debug("event=stream_close_error error=%s", exc)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop streaming: close the connection and wait (up to `timeout_s`) for the thread to end."""
         self._closed.set()
-        ws = self._ws
+        with self._lock:
+            ws = self._ws
         if ws is not None:
-            try:
-                ws.close()
-            except Exception as exc:  # closing a dead socket is fine
-                log.debug("event=stream_close_error error=%s", exc)
+            self._close_client(ws)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.warning("event=stream_thread_still_running timeout_s=%.1f", timeout_s)
 
 
 # --- history -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 
@@ -137,19 +138,29 @@ def frame(symbol: str, price: float, time_ms: int, day_volume: int, **extra) -> 
 
 
 class FakeStreamer:
-    """A loopback WebSocket server that waits for the subscription and then sends the frames."""
+    """A loopback WebSocket server that waits for the subscription and then sends the frames.
 
-    def __init__(self, frames: list[str]) -> None:
-        self.frames = frames
+    `frames` may be a list of lists: one list per connection; every connection but the last is then
+    dropped (close code 1011) after its frames, as when Yahoo's streamer goes away.
+    """
+
+    def __init__(self, frames: list[str] | list[list[str]]) -> None:
+        self.batches = frames if frames and isinstance(frames[0], list) else [frames]
         self.subscriptions: list[dict] = []
+        self.connections = 0
         self.server = serve(self._handler, "127.0.0.1", 0)
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _handler(self, ws) -> None:
+        n = self.connections
+        self.connections += 1
         self.subscriptions.append(json.loads(ws.recv()))
-        for f in self.frames:
+        for f in self.batches[min(n, len(self.batches) - 1)]:
             ws.send(f)
+        if n < len(self.batches) - 1:
+            ws.close(1011, "streamer restarting")
+            return
         with contextlib.suppress(Exception):  # the client closes the connection when done
             ws.recv(timeout=30)
 
@@ -206,3 +217,36 @@ def test_live_frames_decoded_by_yfinance_become_ticks_with_size_from_volume_chan
     assert [t["event_time_ms"] for t in ticks] == [now - 3000, now - 2000, now - 1000]
     letters = reader.read(Topic.DEADLETTER, 2)
     assert sorted(d["reason"] for d in letters) == ["malformed_json", "non_positive_price"]
+
+
+def test_live_source_ends_its_stream_thread_without_reconnecting_or_logging_errors(
+    settings, unique_symbol, caplog, capfd
+):
+    now = time.time_ns() // 1_000_000
+    frames = [frame(unique_symbol, 10.0 + i, now - 1000 + i, 100 * i) for i in range(3)]
+    instruments = Instruments([Instrument(unique_symbol, "crypto", "24/7")])
+    caplog.set_level("DEBUG")
+    with FakeStreamer(frames) as server:
+        source = YahooLiveSource([unique_symbol], settings, instruments, url=server.url, max_records=3)
+        got = [r.value["price"] for r in source.records()]
+        assert not source._thread.is_alive()  # records() ended: the stream thread is gone
+    time.sleep(0.5)  # the server is down now: a reconnect attempt would fail and log
+    assert got == [10.0, 11.0, 12.0]
+    assert server.connections == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_live_source_reconnects_and_resubscribes_when_the_stream_drops(settings, unique_symbol):
+    now = time.time_ns() // 1_000_000
+    first = [frame(unique_symbol, 10.0, now - 3000, 100), frame(unique_symbol, 11.0, now - 2000, 150)]
+    second = [frame(unique_symbol, 12.0, now - 1000, 175)]
+    instruments = Instruments([Instrument(unique_symbol, "crypto", "24/7")])
+    with FakeStreamer([first, second]) as server:
+        source = YahooLiveSource(
+            [unique_symbol], settings, instruments, url=server.url, guard=fast_guard("t_drop"), max_records=3
+        )
+        got = [(r.value["price"], r.value["size"]) for r in source.records()]
+    assert got == [(10.0, 0.0), (11.0, 50.0), (12.0, 25.0)]  # the volume tracker survives the reconnect
+    assert server.connections == 2
+    assert server.subscriptions == [{"subscribe": [unique_symbol]}] * 2
