@@ -1,0 +1,381 @@
+"""Streaming job benchmarks: end-to-end latency, highest sustained rate, sink vs psql \\copy, state memory.
+
+Everything runs against the real local stack on a private database (`bench_streaming`) and private
+topics, with the job in this process (local[2]) and the load generator in a child process:
+- latency: ticks produced at a paced rate with ingest_time = now; the sink measures commit time minus
+  ingest time for every committed tick; p50/p95/p99 after a warm-up;
+- capacity: a backlog of ticks is produced first, then drained by a fresh query; rows/s of the drain is
+  the highest sustainable rate (consumer lag stays bounded below it);
+- sink ratio: the sink's transaction (COPY to temp + upsert into raw.ticks) against `psql \\copy` of the
+  same rows into a plain copy of raw.ticks, in the same run;
+- state memory: indicator state of 5,000 symbols after 250 bars each, and the driver's RSS growth.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from common.contract import Topic
+from common.db import connect
+from common.migrate import migrate
+from common.settings import kafka_settings, postgres_settings
+from spark_streaming import compute
+from spark_streaming import indicators as ind
+from spark_streaming.feed import create_topics, delete_topics, producer, tick_value
+from spark_streaming.job import StreamingJob, build_session
+from spark_streaming.metrics import StreamingMetrics
+from spark_streaming.settings import StreamingSettings
+from spark_streaming.sink import BatchFrames, PostgresSink
+
+DATABASE = "bench_streaming"
+
+
+def _paced_producer(
+    bootstrap: str, topic: str, rate: float, duration_s: float, symbols: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    names = [f"B{i:05d}" for i in range(symbols)]
+    prices = 100.0 * np.exp(rng.normal(0, 0.3, symbols))
+    p = producer(bootstrap, **{"linger.ms": 2})
+    start = time.monotonic()
+    sent = 0
+    last_ms = np.zeros(symbols, dtype=np.int64)
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration_s:
+            break
+        due = int(rate * elapsed) - sent
+        if due <= 0:
+            time.sleep(0.002)
+            p.poll(0)
+            continue
+        now = int(time.time() * 1000)
+        picks = rng.integers(0, symbols, due)
+        prices[picks] *= np.exp(rng.normal(0, 0.0005, due))
+        for k in picks.tolist():
+            t = max(now, int(last_ms[k]) + 1)
+            last_ms[k] = t
+            while True:
+                try:
+                    p.produce(
+                        topic,
+                        value=tick_value(names[k], t, round(float(prices[k]), 4), 1.0, now),
+                        key=names[k].encode(),
+                    )
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        sent += due
+        p.poll(0)
+    p.flush(30)
+
+
+def _backlog_producer(bootstrap: str, topic: str, count: int, symbols: int) -> None:
+    p = producer(bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000})
+    now = int(time.time() * 1000)
+    names = [f"C{i:05d}" for i in range(symbols)]
+    for i in range(count):
+        k = i % symbols
+        t = now - 600_000 + i // symbols * 10
+        while True:
+            try:
+                p.produce(
+                    topic,
+                    value=tick_value(names[k], t, 100.0 + (i % 97) * 0.01, 1.0, now),
+                    key=names[k].encode(),
+                )
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 5000 == 0:
+            p.poll(0)
+    p.flush(60)
+
+
+class _Run:
+    """A private job on private topics and the bench database, in this process."""
+
+    def __init__(self, spark, tag: str, topics: dict[Topic, str], **overrides) -> None:
+        self.ckpt = Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{tag}-"))
+        self.settings = StreamingSettings(
+            database=DATABASE,
+            ticks_topic=topics[Topic.TICKS],
+            bars_topic=topics[Topic.BARS],
+            deadletter_topic=topics[Topic.DEADLETTER],
+            starting_offsets="earliest",
+            checkpoint_dir=self.ckpt,
+            query_name=f"bench_{tag}",
+            metrics_port=0,
+            **overrides,
+        )
+        pg = postgres_settings().model_copy(update={"database": DATABASE})
+        self.job = StreamingJob(self.settings, pg, StreamingMetrics())
+        self.job.keep_outcomes = True
+        self.thread = threading.Thread(target=self.job.run_forever, args=(spark,), daemon=True)
+
+    def __enter__(self) -> _Run:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.job.stop()
+        self.thread.join(60)
+        self.job.sink.close()
+        shutil.rmtree(self.ckpt, ignore_errors=True)
+
+
+def _topics(tag: str) -> dict[Topic, str]:
+    return {
+        Topic.TICKS: f"bench.ticks.{tag}",
+        Topic.BARS: f"bench.bars.{tag}",
+        Topic.DEADLETTER: f"bench.dl.{tag}",
+    }
+
+
+def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: float) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    topics = _topics(tag)
+    bootstrap = kafka_settings().bootstrap_servers
+    create_topics(bootstrap, topics)
+    try:
+        with _Run(spark, tag, topics) as run:
+            # let the query start and compile before the load begins
+            _wait(lambda: (run.settings.checkpoint_dir / "metadata").exists(), 120)
+            time.sleep(5)
+            proc = mp.get_context("spawn").Process(
+                target=_paced_producer,
+                args=(bootstrap, topics[Topic.TICKS], rate, duration_s + warmup_s, symbols, 7),
+            )
+            started = time.monotonic()
+            proc.start()
+            proc.join(duration_s + warmup_s + 120)
+            produced_s = time.monotonic() - started
+            expected = int(rate * (duration_s + warmup_s))
+            _wait(lambda: sum(o.fresh_ticks for o in run.job.outcomes) >= expected * 0.999, 120)
+            outcomes = list(run.job.outcomes)
+        lat, seconds, rows, t0 = [], [], [], None
+        for o in outcomes:
+            if o.skipped or not o.fresh_ticks:
+                continue
+            rows.append(o.fresh_ticks)
+            seconds.append(o.seconds)
+            lat.append(o.latencies_ms)
+        all_lat = np.concatenate(lat) if lat else np.empty(0)
+        cut = int(len(all_lat) * warmup_s / (duration_s + warmup_s))
+        steady = all_lat[cut:] / 1000.0
+        del t0
+        return {
+            "rate_ticks_per_s": rate,
+            "symbols": symbols,
+            "seconds": duration_s,
+            "ticks_committed": int(sum(rows)),
+            "ticks_expected": expected,
+            "produce_seconds": round(produced_s, 1),
+            "latency_p50_s": round(float(np.percentile(steady, 50)), 3),
+            "latency_p95_s": round(float(np.percentile(steady, 95)), 3),
+            "latency_p99_s": round(float(np.percentile(steady, 99)), 3),
+            "latency_max_s": round(float(steady.max()), 3),
+            "batches": len(rows),
+            "rows_per_batch_mean": round(float(np.mean(rows)), 1),
+            "sink_seconds_p50": round(float(np.percentile(seconds, 50)), 3),
+        }
+    finally:
+        delete_topics(bootstrap, topics.values())
+
+
+def _capacity(spark, count: int, symbols: int) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    topics = _topics(tag)
+    bootstrap = kafka_settings().bootstrap_servers
+    create_topics(bootstrap, topics)
+    try:
+        proc = mp.get_context("spawn").Process(
+            target=_backlog_producer, args=(bootstrap, topics[Topic.TICKS], count, symbols)
+        )
+        proc.start()
+        proc.join(600)
+        with _Run(spark, tag, topics, max_offsets_per_trigger=100_000) as run:
+            _wait(lambda: sum(o.fresh_ticks for o in run.job.outcomes) >= count, 900)
+            outcomes = list(run.job.outcomes)
+        # the first batch includes the query's compile and state load: measure from the end of it
+        committed = [o for o in outcomes if not o.skipped and o.fresh_ticks]
+        first_end = committed[0]
+        rest = committed[1:]
+        ticks = sum(o.fresh_ticks for o in rest)
+        span = sum(o.seconds for o in rest)  # sink time only, lower bound of the batch time
+        wall = (rest[-1].finished_at - first_end.finished_at) if rest else float("nan")
+        return {
+            "backlog_ticks": count,
+            "symbols": symbols,
+            "drain_ticks_per_s": round(ticks / wall) if wall > 0 else None,
+            "sink_only_ticks_per_s": round(ticks / span) if span > 0 else None,
+            "batches": len(committed),
+            "rows_per_batch_mean": round(float(np.mean([o.fresh_ticks for o in rest])), 1) if rest else None,
+            "goal_ticks_per_s": 20_000,
+        }
+    finally:
+        delete_topics(bootstrap, topics.values())
+
+
+def _sink_ratio(rows: int) -> dict:
+    """Sink transaction vs psql \\copy of the same tick rows, best of 3 each, same run."""
+    pg = postgres_settings().model_copy(update={"database": DATABASE})
+    now = int(time.time() * 1000) - 3_600_000
+    rng = np.random.default_rng(3)
+    symbols = np.array([f"S{i:04d}" for i in range(1000)], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "symbol": symbols[np.arange(rows) % 1000],
+            "event_time_ms": now + np.arange(rows) // 1000,
+            "price": 100 + rng.random(rows),
+            "size": np.ones(rows),
+            "bid": np.nan,
+            "ask": np.nan,
+            "day_volume": np.nan,
+            "currency": None,
+            "exchange": None,
+            "source": "synthetic",
+            "ingest_time_ms": now,
+            "kafka_partition": 0,
+            "kafka_offset": np.arange(rows),
+        }
+    )
+    conn = connect("admin", pg)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("drop table if exists public.bench_ticks_copy")
+    cur.execute("create table public.bench_ticks_copy (like raw.ticks including defaults)")
+    csv_path = Path(tempfile.mkdtemp()) / "ticks.csv"
+    out = frame.copy()
+    out["event_time"] = pd.to_datetime(out["event_time_ms"], unit="ms", utc=True)
+    out["ingest_time"] = pd.to_datetime(out["ingest_time_ms"], unit="ms", utc=True)
+    cols = [
+        "symbol",
+        "event_time",
+        "price",
+        "size",
+        "source",
+        "ingest_time",
+        "kafka_partition",
+        "kafka_offset",
+    ]
+    out[cols].to_csv(csv_path, index=False, header=False)
+    psql = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1]
+    env = {**os.environ, "PGPASSWORD": pg.admin_password.get_secret_value()}
+    psql_times, sink_times = [], []
+    for _ in range(3):
+        cur.execute("truncate public.bench_ticks_copy")
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                str(psql),
+                "-h",
+                pg.host,
+                "-p",
+                str(pg.port),
+                "-U",
+                pg.admin_user,
+                "-d",
+                DATABASE,
+                "-q",
+                "-c",
+                f"\\copy public.bench_ticks_copy ({', '.join(cols)}) from '{csv_path}' csv",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        psql_times.append(time.perf_counter() - t)
+    for i in range(3):
+        cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
+        sink = PostgresSink(
+            pg,
+            "bench_sink",
+            lambda i=i: f"bench-sink-{uuid.uuid4()}",
+            5_000,
+            ind.SignalThresholds(),
+            database=DATABASE,
+        )
+        t = time.perf_counter()
+        sink.write(
+            0,
+            BatchFrames(
+                ticks=frame.assign(kafka_topic="t", kafka_ms=now, value=None),
+                bars=pd.DataFrame(),
+                dead=pd.DataFrame(),
+                input_rows=rows,
+            ),
+        )
+        sink_times.append(time.perf_counter() - t)
+        sink.close()
+    cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
+    cur.execute("drop table public.bench_ticks_copy")
+    conn.close()
+    shutil.rmtree(csv_path.parent, ignore_errors=True)
+    return {
+        "rows": rows,
+        "psql_copy_rows_per_s": round(rows / min(psql_times)),
+        "sink_full_batch_rows_per_s": round(rows / min(sink_times)),
+        "ratio_full_batch_to_psql_copy": round(min(psql_times) / min(sink_times), 3),
+        "goal_ratio": 0.7,
+    }
+
+
+def _state_memory(symbols: int, bars: int) -> dict:
+    proc = psutil.Process()
+    rss0 = proc.memory_info().rss
+    states = compute.SymbolStates()
+    rows = states.rows(np.array([f"M{i:05d}" for i in range(symbols)], dtype=object))
+    rng = np.random.default_rng(5)
+    close = 100.0 * np.ones(symbols)
+    t = time.perf_counter()
+    for b in range(bars):
+        close = close * np.exp(rng.normal(0, 0.001, symbols))
+        bar = ind.Bars(open=close, close=close, volume=np.ones(symbols), pv=close, day=np.zeros(symbols))
+        new, _ = ind.step(states.matrix[rows], bar)
+        states.matrix[rows] = new
+    per_step = (time.perf_counter() - t) / bars
+    rss1 = proc.memory_info().rss
+    return {
+        "symbols": symbols,
+        "state_mib": round(states.nbytes() / 2**20, 2),
+        "rss_growth_mib": round((rss1 - rss0) / 2**20, 1),
+        "step_all_symbols_ms": round(per_step * 1000, 2),
+        "goal_mib": 1024,
+    }
+
+
+def _wait(check, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError("benchmark condition not reached in time")
+
+
+def run(quick: bool = False) -> dict:
+    migrate(postgres_settings().model_copy(update={"database": DATABASE}))
+    results: dict = {"state_memory": _state_memory(5_000, 250)}
+    results["sink_vs_psql_copy"] = _sink_ratio(100_000 if quick else 500_000)
+    spark = build_session(StreamingSettings())
+    try:
+        seconds, warmup = (30, 10) if quick else (180, 20)
+        results["latency_1000"] = _latency(spark, 1_000, seconds, 500, warmup)
+        results["latency_5000"] = _latency(spark, 5_000, seconds, 1_000, warmup)
+        results["capacity"] = _capacity(spark, 300_000 if quick else 1_500_000, 1_000)
+    finally:
+        spark.stop()
+    return results

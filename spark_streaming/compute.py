@@ -1,0 +1,283 @@
+"""One micro-batch's maths, pure: ticks -> 1-minute bars -> indicators and signals, given the state.
+
+No I/O here: :mod:`spark_streaming.sink` feeds it the batch's fresh (deduplicated) ticks and the state
+loaded from PostgreSQL, and writes what it returns, together with the new state, in one transaction.
+
+Watermark: ``max event time seen - delay`` (per query, as in Spark). A tick older than the watermark
+in force at the start of the batch is late (dead-lettered as ``stale_time``); a bar whose end is at or
+before the watermark after the batch is closed (final) and advances the symbol's indicator state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from spark_streaming import indicators as ind
+
+BAR_MS = 60_000
+DAY_MS = 86_400_000
+OPEN_BAR_COLUMNS = [
+    "symbol",
+    "bar_start_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "pv",
+    "trade_count",
+    "first_ms",
+    "last_ms",
+]
+
+
+@dataclass
+class SymbolStates:
+    """Indicator state of many symbols: one float64 row each (see indicators.LAYOUT)."""
+
+    index: dict[str, int] = field(default_factory=dict)
+    matrix: np.ndarray = field(default_factory=lambda: ind.empty_state(0))
+
+    def rows(self, symbols: np.ndarray) -> np.ndarray:
+        """Row numbers of `symbols`, adding fresh rows for symbols never seen."""
+        missing = [s for s in dict.fromkeys(symbols.tolist()) if s not in self.index]
+        if missing:
+            start = self.matrix.shape[0]
+            self.matrix = np.vstack([self.matrix, ind.empty_state(len(missing))])
+            for i, s in enumerate(missing):
+                self.index[s] = start + i
+        return np.fromiter((self.index[s] for s in symbols.tolist()), dtype=np.int64, count=len(symbols))
+
+    def copy(self) -> SymbolStates:
+        return SymbolStates(dict(self.index), self.matrix.copy())
+
+    def nbytes(self) -> int:
+        return int(self.matrix.nbytes)
+
+
+def aggregate_ticks(ticks: pd.DataFrame) -> pd.DataFrame:
+    """Ticks (symbol, event_time_ms, price, size) -> partial bars per (symbol, minute), OPEN_BAR_COLUMNS."""
+    if ticks.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in OPEN_BAR_COLUMNS}).astype(
+            {
+                "symbol": "object",
+                "bar_start_ms": "int64",
+                "trade_count": "int64",
+                "first_ms": "int64",
+                "last_ms": "int64",
+            }
+        )
+    t = ticks.sort_values(["symbol", "event_time_ms"], kind="stable")
+    t = t.assign(bar_start_ms=(t["event_time_ms"] // BAR_MS) * BAR_MS, pv=t["price"] * t["size"])
+    g = t.groupby(["symbol", "bar_start_ms"], sort=True)
+    out = g.agg(
+        open=("price", "first"),
+        high=("price", "max"),
+        low=("price", "min"),
+        close=("price", "last"),
+        volume=("size", "sum"),
+        pv=("pv", "sum"),
+        trade_count=("price", "size"),
+        first_ms=("event_time_ms", "min"),
+        last_ms=("event_time_ms", "max"),
+    ).reset_index()
+    return out[OPEN_BAR_COLUMNS]
+
+
+def merge_bars(existing: pd.DataFrame, partial: pd.DataFrame) -> pd.DataFrame:
+    """Combine open bars with a batch's partial bars of the same (symbol, minute): later ticks may be
+    earlier in event time, so open/close follow the first/last tick times, not arrival order."""
+    if existing.empty:
+        return partial.copy()
+    if partial.empty:
+        return existing.copy()
+    both = pd.concat([existing[OPEN_BAR_COLUMNS], partial[OPEN_BAR_COLUMNS]], ignore_index=True)
+    both = both.sort_values(["symbol", "bar_start_ms", "first_ms"], kind="stable")
+    g = both.groupby(["symbol", "bar_start_ms"], sort=True)
+    merged = g.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        volume=("volume", "sum"),
+        pv=("pv", "sum"),
+        trade_count=("trade_count", "sum"),
+        first_ms=("first_ms", "min"),
+        last_ms=("last_ms", "max"),
+    ).reset_index()
+    last = (
+        both.sort_values(["symbol", "bar_start_ms", "last_ms"], kind="stable")
+        .groupby(["symbol", "bar_start_ms"], sort=True)["close"]
+        .last()
+        .reset_index(drop=True)
+    )
+    merged["close"] = last.to_numpy()
+    return merged[OPEN_BAR_COLUMNS]
+
+
+@dataclass
+class BatchResult:
+    bars: pd.DataFrame  # rows for rt.bars_1m (bar_start_ms, is_final, vwap...)
+    indicators: pd.DataFrame  # rows for rt.indicators_1m
+    signals: pd.DataFrame  # rows for rt.signals
+    open_bars: pd.DataFrame  # all still-open bars after the batch (new state)
+    touched_open: pd.DataFrame  # open bars changed by this batch (to upsert)
+    states: SymbolStates  # new indicator state
+    changed_symbols: list[str]  # symbols whose indicator state changed
+    max_event_time_ms: int
+    watermark_ms: int
+
+
+def split_late(ticks: pd.DataFrame, watermark_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(on time, late): a tick is late when its event time is before the watermark."""
+    late = ticks["event_time_ms"] < watermark_ms
+    return ticks[~late], ticks[late]
+
+
+def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    f = frame.sort_values(["symbol", "bar_start_ms"], kind="stable").reset_index(drop=True)
+    return f.assign(_round=f.groupby("symbol").cumcount())
+
+
+def _bars_input(f: pd.DataFrame) -> ind.Bars:
+    return ind.Bars(
+        open=f["open"].to_numpy(float),
+        close=f["close"].to_numpy(float),
+        volume=f["volume"].to_numpy(float),
+        pv=f["pv"].to_numpy(float),
+        day=(f["bar_start_ms"].to_numpy(np.int64) // DAY_MS).astype(float),
+    )
+
+
+def _advance(
+    frame: pd.DataFrame, states: SymbolStates, thresholds: ind.SignalThresholds | None
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Step every bar of `frame` in (symbol, time) order, round by round; updates `states` in place."""
+    n = len(frame)
+    values = {k: np.full(n, np.nan) for k in ind.OUTPUTS}
+    signals: list[dict] = []
+    if n == 0:
+        return values, signals
+    rows_all = states.rows(frame["symbol"].to_numpy(object))
+    rounds = frame["_round"].to_numpy()
+    for r in range(int(rounds.max()) + 1):
+        pos = np.flatnonzero(rounds == r)
+        rows = rows_all[pos]
+        sub = frame.iloc[pos]
+        bars = _bars_input(sub)
+        before = states.matrix[rows]
+        after, out = ind.step(before, bars)
+        states.matrix[rows] = after
+        for k in ind.OUTPUTS:
+            values[k][pos] = out[k]
+        if thresholds is not None:
+            syms = sub["symbol"].to_numpy(object)
+            starts = sub["bar_start_ms"].to_numpy(np.int64)
+            for i, kind, value, threshold in ind.detect(before, after, bars, out, thresholds):
+                signals.append(
+                    {
+                        "symbol": syms[i],
+                        "signal_time_ms": int(starts[i]),
+                        "signal_type": kind,
+                        "value": value,
+                        "threshold": threshold,
+                    }
+                )
+    return values, signals
+
+
+def _bar_rows(frame: pd.DataFrame, final: bool) -> pd.DataFrame:
+    vwap = np.where(
+        frame["volume"] > 0, frame["pv"] / frame["volume"].where(frame["volume"] > 0, 1.0), np.nan
+    )
+    return pd.DataFrame(
+        {
+            "symbol": frame["symbol"].to_numpy(object),
+            "bar_start_ms": frame["bar_start_ms"].to_numpy(np.int64),
+            "open": frame["open"].to_numpy(float),
+            "high": frame["high"].to_numpy(float),
+            "low": frame["low"].to_numpy(float),
+            "close": frame["close"].to_numpy(float),
+            "volume": frame["volume"].to_numpy(float),
+            "vwap": vwap,
+            "trade_count": frame["trade_count"].to_numpy(np.int64),
+            "is_final": np.full(len(frame), final),
+        }
+    )
+
+
+def _indicator_rows(frame: pd.DataFrame, values: dict[str, np.ndarray], final: bool) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "symbol": frame["symbol"].to_numpy(object),
+            "bar_start_ms": frame["bar_start_ms"].to_numpy(np.int64),
+            "close": frame["close"].to_numpy(float),
+        }
+    )
+    for k in ind.OUTPUTS:
+        out[k] = values[k]
+    out["is_final"] = final
+    return out
+
+
+def process_batch(
+    fresh_ticks: pd.DataFrame,
+    open_bars: pd.DataFrame,
+    states: SymbolStates,
+    max_event_time_ms: int,
+    watermark_delay_ms: int,
+    thresholds: ind.SignalThresholds,
+) -> BatchResult:
+    """Fold a batch's fresh on-time ticks into the open bars, close the bars the watermark passed,
+    advance the indicator state over them and compute provisional values for the bars still open.
+
+    `states` is not modified; the result carries the new state.
+    """
+    states = states.copy()
+    partial = aggregate_ticks(fresh_ticks)
+    merged = merge_bars(open_bars, partial)
+    if not fresh_ticks.empty:
+        max_event_time_ms = max(max_event_time_ms, int(fresh_ticks["event_time_ms"].max()))
+    watermark = max_event_time_ms - watermark_delay_ms
+    closing = merged["bar_start_ms"] + BAR_MS <= watermark
+    final = _ranked(merged[closing])
+    still_open = merged[~closing].reset_index(drop=True)
+
+    final_values, signals = _advance(final, states, thresholds)
+
+    touched_keys = set(zip(partial["symbol"], partial["bar_start_ms"], strict=True))
+    is_touched = np.fromiter(
+        (
+            (s, b) in touched_keys
+            for s, b in zip(still_open["symbol"], still_open["bar_start_ms"], strict=True)
+        ),
+        dtype=bool,
+        count=len(still_open),
+    )
+    # provisional values: the open bars of touched symbols, chained on a scratch copy of the state
+    touched_symbols = set(still_open.loc[is_touched, "symbol"])
+    prov = _ranked(still_open[still_open["symbol"].isin(touched_symbols)])
+    scratch = states.copy()
+    prov_values, _ = _advance(prov, scratch, None)
+
+    bars = pd.concat([_bar_rows(final, True), _bar_rows(prov, False)], ignore_index=True)
+    indicators = pd.concat(
+        [_indicator_rows(final, final_values, True), _indicator_rows(prov, prov_values, False)],
+        ignore_index=True,
+    )
+    signal_frame = pd.DataFrame(
+        signals, columns=["symbol", "signal_time_ms", "signal_type", "value", "threshold"]
+    )
+    return BatchResult(
+        bars=bars,
+        indicators=indicators,
+        signals=signal_frame,
+        open_bars=still_open,
+        touched_open=still_open[is_touched].reset_index(drop=True),
+        states=states,
+        changed_symbols=sorted(set(final["symbol"])),
+        max_event_time_ms=max_event_time_ms,
+        watermark_ms=watermark,
+    )

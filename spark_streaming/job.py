@@ -1,0 +1,286 @@
+"""The streaming query: Kafka (ticks, bars, dead letters) -> parse/validate -> exactly-once PostgreSQL sink.
+
+Spark does the reading and the parsing (one projection per batch, JVM-side JSON); the batch comes to
+the driver through Arrow and :class:`~spark_streaming.sink.PostgresSink` lands it, keeping indicator
+state in the sink transaction (see docs/STREAMING.md for why, with the measurements). A failed query is
+restarted from its checkpoint with backoff; database outages are retried inside the batch first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg2
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from common.db import DatabaseUnavailable
+from common.settings import PostgresSettings, kafka_settings, postgres_settings
+from spark_streaming import indicators as ind
+from spark_streaming.metrics import ProgressListener, StreamingMetrics
+from spark_streaming.parse import parse_bars, parse_deadletters, parse_ticks
+from spark_streaming.settings import StreamingSettings
+from spark_streaming.sink import BatchFrames, BatchOutcome, PostgresSink, rejected_letters
+
+log = logging.getLogger(__name__)
+
+
+def build_session(s: StreamingSettings) -> SparkSession:
+    """A Spark session with the Kafka connector jars and the settings measured to keep batches short."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    jars = sorted(str(p) for p in s.jars_dir.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no Spark jars in {s.jars_dir}: run `make jars`")
+    builder = (
+        SparkSession.builder.master(s.master)
+        .appName(f"spark_streaming:{s.query_name}")
+        .config("spark.jars", ",".join(jars))
+        .config("spark.driver.memory", s.driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.metricsEnabled", "true")
+        .config("spark.sql.adaptive.enabled", "false")
+        .config(
+            "spark.sql.streaming.checkpointFileManagerClass",
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+        )
+        .config("spark.hadoop.fs.file.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def frames_from_records(records: pd.DataFrame, s: StreamingSettings) -> BatchFrames:
+    """Raw Kafka rows (META, key, value) of the three topics -> parsed frames by destination."""
+    by_topic = {
+        t: records[records["kafka_topic"] == t] for t in (s.ticks_topic, s.bars_topic, s.deadletter_topic)
+    }
+    ticks, bad_ticks = parse_ticks(by_topic[s.ticks_topic], s.future_tolerance_ms)
+    bars, bad_bars = parse_bars(by_topic[s.bars_topic], s.future_tolerance_ms)
+    letters, bad_letters = parse_deadletters(by_topic[s.deadletter_topic])
+    from_topic = pd.DataFrame(
+        {
+            "failed_at_ms": letters["failed_at_ms"].to_numpy(),
+            "kafka_topic": letters["kafka_topic"].to_numpy(),
+            "kafka_partition": letters["kafka_partition"].to_numpy(),
+            "kafka_offset": letters["kafka_offset"].to_numpy(),
+            "stage": letters["stage"].to_numpy(),
+            "reason": letters["reason"].to_numpy(),
+            "detail": letters["detail"].to_numpy(),
+            "source": letters["source"].to_numpy(),
+            "intended_topic": letters["topic"].to_numpy(),
+            "symbol": letters["symbol"].to_numpy(),
+            "payload": letters["payload"].to_numpy(),
+            "payload_encoding": letters["payload_encoding"].fillna("utf-8").to_numpy(),
+        }
+    )
+    refused = [x for x in (bad_ticks, bad_bars, bad_letters) if not x.empty]
+    parts = [
+        x
+        for x in (from_topic, rejected_letters(pd.concat(refused, ignore_index=True)) if refused else None)
+        if x is not None and not x.empty
+    ]
+    dead = pd.concat(parts, ignore_index=True) if parts else from_topic
+    return BatchFrames(ticks=ticks, bars=bars, dead=dead, input_rows=len(records))
+
+
+def collect_records(df: DataFrame) -> pd.DataFrame:
+    """The micro-batch's Kafka rows on the driver through Arrow, in one task (coalesce: no shuffle)."""
+    table = (
+        df.select(
+            F.col("topic").alias("kafka_topic"),
+            F.col("partition").alias("kafka_partition"),
+            F.col("offset").alias("kafka_offset"),
+            F.unix_millis(F.col("timestamp")).alias("kafka_ms"),
+            "key",
+            "value",
+        )
+        .coalesce(1)
+        .toArrow()
+    )
+    return table.to_pandas()
+
+
+def read_query_id(checkpoint_dir) -> str:
+    """The query id Spark keeps in the checkpoint's metadata file (stable across restarts)."""
+    return json.loads((checkpoint_dir / "metadata").read_text().splitlines()[0])["id"]
+
+
+_DB_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable)
+
+
+@dataclass
+class StreamingJob:
+    settings: StreamingSettings
+    pg: PostgresSettings
+    metrics: StreamingMetrics
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.sink = PostgresSink(
+            self.pg,
+            s.query_name,
+            lambda: read_query_id(s.checkpoint_dir),
+            s.watermark_delay_ms,
+            ind.SignalThresholds(zscore=s.zscore_threshold, gap_pct=s.gap_pct),
+            database=s.database,
+        )
+        self.outcomes: list[BatchOutcome] = []
+        self.keep_outcomes = False
+        self._stop = threading.Event()
+        self._query = None
+        self._last_beat = 0.0
+
+    # --- the foreachBatch function --------------------------------------------------------------
+    def handle_batch(self, df: DataFrame, batch_id: int) -> None:
+        s = self.settings
+        t0 = time.perf_counter()
+        records = collect_records(df)
+        t1 = time.perf_counter()
+        frames = frames_from_records(records, s)
+        t2 = time.perf_counter()
+        outcome = self._write_with_retry(batch_id, frames)
+        log.info(
+            "event=batch_timing batch_id=%d rows=%d collect_s=%.3f parse_s=%.3f sink_s=%.3f",
+            batch_id,
+            len(records),
+            t1 - t0,
+            t2 - t1,
+            time.perf_counter() - t2,
+        )
+        self.metrics.record_batch(outcome)
+        if self.keep_outcomes:
+            self.outcomes.append(outcome)
+
+    def _write_with_retry(self, batch_id: int, frames: BatchFrames) -> BatchOutcome:
+        @retry(
+            retry=retry_if_exception_type(_DB_ERRORS),
+            wait=wait_exponential(multiplier=0.5, max=5.0),
+            stop=stop_after_delay(120),
+            reraise=True,
+            before_sleep=lambda rs: log.warning(
+                "event=sink_retry batch_id=%d attempt=%d error=%s",
+                batch_id,
+                rs.attempt_number,
+                str(rs.outcome.exception()).strip().splitlines()[0] if rs.outcome else "",
+            ),
+        )
+        def attempt() -> BatchOutcome:
+            return self.sink.write(batch_id, frames)
+
+        return attempt()
+
+    def _state(self) -> tuple[int, int, int | None]:
+        return self.sink.state_rows(), self.sink.state_bytes(), self.sink.watermark_ms()
+
+    def _idle(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= self.settings.heartbeat_interval_s:
+            self._last_beat = now
+            self.sink.beat("idle")
+
+    # --- the query ------------------------------------------------------------------------------
+    def start(self, spark: SparkSession):
+        s = self.settings
+        s.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        reader = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", kafka_settings().bootstrap_servers)
+            .option("subscribe", ",".join([s.ticks_topic, s.bars_topic, s.deadletter_topic]))
+            .option("startingOffsets", s.starting_offsets)
+            .option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
+            .option("failOnDataLoss", "false")
+            .option("kafka.fetch.min.bytes", "1")
+            .option("kafka.fetch.max.wait.ms", "10")
+            .load()
+        )
+        writer = (
+            reader.writeStream.queryName(s.query_name)
+            .foreachBatch(self.handle_batch)
+            .option("checkpointLocation", str(s.checkpoint_dir))
+            .trigger(processingTime=s.trigger_interval)
+        )
+        self._query = writer.start()
+        return self._query
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._query is not None:
+            try:
+                self._query.stop()
+            except Exception as exc:
+                log.warning("event=query_stop_failed error=%s", exc)
+
+    def run_forever(self, spark: SparkSession) -> int:
+        """Run the query, restarting it from its checkpoint after failures, until stop() or a signal."""
+        s = self.settings
+        spark.streams.addListener(ProgressListener(self.metrics, self._state, self._idle))
+        restarts, backoff = 0, s.restart_backoff_s
+        while not self._stop.is_set():
+            query = self.start(spark)
+            try:
+                query.awaitTermination()
+                if self._stop.is_set() or query.exception() is None:
+                    return 0
+            except Exception as exc:
+                if self._stop.is_set():
+                    return 0
+                log.error("event=query_failed error=%s", str(exc).strip().splitlines()[0][:500])
+            self.sink.reset()
+            restarts += 1
+            self.metrics.restarts.inc()
+            if s.max_restarts and restarts > s.max_restarts:
+                log.error("event=giving_up restarts=%d", restarts)
+                return 1
+            log.info("event=query_restarting in_s=%.1f restarts=%d", backoff, restarts)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, s.restart_backoff_max_s)
+        return 0
+
+
+def run(settings: StreamingSettings | None = None) -> int:
+    """Entry point of `python -m spark_streaming run`: serve metrics, run until SIGTERM/SIGINT."""
+    s = settings or StreamingSettings()
+    pg = postgres_settings()
+    if s.database:
+        pg = pg.model_copy(update={"database": s.database})
+    metrics = StreamingMetrics()
+    metrics.serve(s.metrics_host, s.metrics_port)
+    spark = build_session(s)
+    job = StreamingJob(s, pg, metrics)
+
+    def _signal(signum, _frame) -> None:
+        log.info("event=signal signum=%d", signum)
+        threading.Thread(target=job.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    log.info(
+        "event=job_starting query=%s master=%s checkpoint=%s topics=%s,%s,%s database=%s",
+        s.query_name,
+        s.master,
+        s.checkpoint_dir,
+        s.ticks_topic,
+        s.bars_topic,
+        s.deadletter_topic,
+        pg.database,
+    )
+    try:
+        return job.run_forever(spark)
+    finally:
+        job.sink.beat("stopped")
+        job.sink.close()
+        spark.stop()

@@ -1,0 +1,55 @@
+"""Settings of the streaming job (env prefix ``STREAM_``, read from the environment and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.contract import Topic
+from common.settings import PROJECT_ROOT, stack_settings
+
+
+class StreamingSettings(BaseSettings):
+    """Everything the streaming job can be told; each field is also a ``STREAM_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_", env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    query_name: str = Field(default="market_stream", description="Streaming query name (ledger, heartbeat).")
+    master: str = Field(default="local[2]", description="Spark master URL.")
+    ticks_topic: str = Topic.TICKS.value
+    bars_topic: str = Topic.BARS.value
+    deadletter_topic: str = Topic.DEADLETTER.value
+    starting_offsets: str = Field(
+        default="latest", description="Kafka startingOffsets for a new checkpoint: latest, earliest or JSON."
+    )
+    checkpoint_dir: Path = Field(
+        default_factory=lambda: stack_settings().state_dir / "checkpoints" / "market_stream",
+        description="Spark checkpoint folder of the query.",
+    )
+    database: str | None = Field(default=None, description="PostgreSQL database; default PG_DATABASE.")
+    jars_dir: Path = Field(default_factory=lambda: stack_settings().jars_dir / "spark")
+
+    trigger_interval: str = Field(default="0 seconds", description="Micro-batch trigger (processingTime).")
+    max_offsets_per_trigger: int = Field(default=50_000, description="Upper bound of records per batch.")
+    shuffle_partitions: int = Field(default=2, description="Frozen into the checkpoint at the first run.")
+    driver_memory: str = "1g"
+
+    watermark_delay_ms: int = Field(
+        default=5_000, description="How far behind the newest event time a tick may arrive and still count."
+    )
+    future_tolerance_ms: int = Field(
+        default=300_000, description="Largest event time ahead of the record's Kafka timestamp."
+    )
+    zscore_threshold: float = 3.0
+    gap_pct: float = 0.005
+
+    metrics_port: int = Field(default=9108, description="Prometheus endpoint port; 0 disables it.")
+    metrics_host: str = "127.0.0.1"
+    heartbeat_interval_s: float = Field(default=5.0, description="How often the heartbeat row is refreshed.")
+    restart_backoff_s: float = Field(default=2.0, description="First wait before restarting a failed query.")
+    restart_backoff_max_s: float = 30.0
+    max_restarts: int = Field(default=0, description="Give up after this many restarts in a row; 0 = never.")
