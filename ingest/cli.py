@@ -18,8 +18,8 @@ from ingest import metrics
 from ingest.errors import IngestError
 from ingest.instruments import Instruments, load_instruments
 from ingest.pipeline import RunStats
-from ingest.service import build_pipeline, run_records, stop_on_signals
-from ingest.settings import IngestSettings
+from ingest.service import build_pipeline, metrics_sync, run_records, stop_on_signals
+from ingest.settings import DEFAULT_METRICS_PORT, IngestSettings
 from ingest.sources.replay import ReplaySource
 from ingest.sources.synthetic import SyntheticSource
 from ingest.sources.yahoo import YahooHistorySource, YahooLiveSource
@@ -38,7 +38,10 @@ Bootstrap = Annotated[
 ]
 MetricsPort = Annotated[
     int | None,
-    typer.Option(help="Serve Prometheus metrics on this port (default INGEST_METRICS_PORT; 0 = off)."),
+    typer.Option(
+        help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (default INGEST_METRICS_PORT, "
+        f"{DEFAULT_METRICS_PORT}; 0 = off; backfill serves them only when a port is given)."
+    ),
 ]
 SymbolsFile = Annotated[
     Path | None,
@@ -60,13 +63,23 @@ TopicPrefix = Annotated[
 LogLevel = Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING, ERROR.")]
 
 
-def _setup(log_level: str, metrics_port: int | None, settings: IngestSettings) -> None:
+def _setup(
+    log_level: str, metrics_port: int | None, settings: IngestSettings, long_running: bool = True
+) -> None:
+    """Logging, and the metrics endpoint: on by default for long-running commands; a batch command
+    serves it only when a port is given (flag or INGEST_METRICS_PORT)."""
     logging.basicConfig(
         level=log_level.upper(),
         stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
-    metrics.serve(settings.metrics_port if metrics_port is None else metrics_port, settings.metrics_host)
+    if metrics_port is None:
+        explicit = "metrics_port" in settings.model_fields_set
+        metrics_port = settings.metrics_port if long_running or explicit else 0
+    try:
+        metrics.serve(metrics_port, settings.metrics_host)
+    except IngestError as exc:
+        raise _fail(exc) from exc
 
 
 def _topics(prefix: str | None) -> dict[Topic, str] | None:
@@ -177,7 +190,7 @@ def backfill(
     guarded by a circuit breaker.
     """
     settings = IngestSettings()
-    _setup(log_level, metrics_port, settings)
+    _setup(log_level, metrics_port, settings, long_running=False)
     try:
         instruments = _instruments(symbols_file, settings)
         chosen = _symbols(symbols, instruments)
@@ -294,7 +307,7 @@ def synthetic(
     except IngestError as exc:
         raise _fail(exc) from exc
     stop = threading.Event()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC):
         try:
             pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop)
         finally:

@@ -21,3 +21,7 @@ class BrokerUnavailable(IngestError):
 
 class SourceError(IngestError):
     """A source failed in a way retries did not fix."""
+
+
+class MetricsPortTaken(IngestError):
+    """The Prometheus endpoint's port is already in use."""

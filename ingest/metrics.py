@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from ingest.errors import MetricsPortTaken
+
 log = logging.getLogger("ingest.metrics")
 
 RECORDS_IN = Counter("ingest_records_in_total", "Records read from a source.", ["source", "topic"])
@@ -38,7 +40,17 @@ RETRIES = Counter("ingest_retries_total", "Retried calls to a source.", ["name",
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Expose the metrics on http://host:port/metrics (no-op when port is 0)."""
-    if port:
+    """Expose the metrics on http://host:port/metrics (no-op when port is 0).
+
+    Raises MetricsPortTaken when the port is in use (another ingest process, most likely).
+    """
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host)
-        log.info("event=metrics_listening host=%s port=%d", host, port)
+    except OSError as exc:
+        raise MetricsPortTaken(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): another ingest process may "
+            "be running; pass --metrics-port 0 to turn metrics off, or another port"
+        ) from exc
+    log.info("event=metrics_listening host=%s port=%d", host, port)

@@ -95,6 +95,7 @@ class Pipeline:
         self.clock = clock
         self.stats = RunStats()
         self._synced = RunStats()
+        self._sync_lock = threading.Lock()
         self._tick_size = {i.symbol: i.tick_size for i in self.instruments}
         # the vectorised path's per-symbol cache: guard slot, tick size and Kafka key by slot
         self._fast_slots: dict[str, int] = {}
@@ -312,13 +313,19 @@ class Pipeline:
         return self.stats
 
     def sync_metrics(self, source: str) -> None:
-        """Move this run's tallies into Prometheus counters (called about once a second)."""
+        """Move this run's tallies into Prometheus counters (called about once a second, from the run's
+        thread or from a metrics thread: see :func:`ingest.service.metrics_sync`)."""
+        with self._sync_lock:
+            self._sync_metrics(source)
+
+    def _sync_metrics(self, source: str) -> None:
         self.sink.sync_metrics()
-        read = self.stats.read - self._synced.read
+        total = self.stats.read
+        read = total - self._synced.read
         if read:
             metrics.RECORDS_IN.labels(source, "all").inc(read)
-            self._synced.read = self.stats.read
-        for reason, count in self.stats.rejected.items():
+            self._synced.read = total
+        for reason, count in dict(self.stats.rejected).items():  # dict(): one-step copy under the GIL
             delta = count - self._synced.rejected[reason]
             if delta:
                 metrics.REJECTIONS.labels(source, str(reason)).inc(delta)

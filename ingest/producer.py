@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
@@ -62,7 +63,11 @@ class DeliveryStats:
 
 
 class KafkaSink:
-    """One producer per process. ``send`` never drops: a full queue is served by polling (back-pressure)."""
+    """One producer per process. ``send`` never drops: a full queue is served by polling (back-pressure).
+
+    Delivery callbacks run in whichever thread serves the producer (``poll`` / ``flush``); a lock lets
+    one thread at a time do so, so a metrics thread may serve it while the run is idle.
+    """
 
     def __init__(self, bootstrap: str, settings: IngestSettings, source: str = "unknown") -> None:
         self.bootstrap = bootstrap
@@ -73,12 +78,17 @@ class KafkaSink:
         self._failures = DeliveryStats()
         self._sent = 0
         self._synced = DeliveryStats()
+        self._serve_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
 
     @property
     def stats(self) -> DeliveryStats:
-        """Delivered and failed records by topic, and failures by error name, so far."""
-        delivered = Tally({topic: cell[0] for topic, cell in self._delivered.items() if cell[0]})
-        return DeliveryStats(delivered, self._failures.failed.copy(), self._failures.errors.copy())
+        """Delivered and failed records by topic, and failures by error name, so far (a snapshot)."""
+        # list(dict.items()) and dict(dict) copy in one step under the GIL: safe from another thread
+        delivered = Tally({topic: cell[0] for topic, cell in list(self._delivered.items()) if cell[0]})
+        return DeliveryStats(
+            delivered, Tally(dict(self._failures.failed)), Tally(dict(self._failures.errors))
+        )
 
     def _callback(self, topic: str) -> Callable[[KafkaError | None, Message], None]:
         """The delivery callback of one topic: a success costs one increment (it runs per record)."""
@@ -125,14 +135,14 @@ class KafkaSink:
                 break
             except BufferError:
                 metrics.BACKPRESSURE.inc()
-                self._producer.poll(0.05)
+                self.poll(0.05)
         self._sent += 1
         if self._sent & 1023 == 0:
-            self._producer.poll(0)
+            self.poll(0)
 
     def send_many(self, topic: str, keys: list[bytes], values: list[bytes]) -> None:
         """Queue records in order (same guarantees as :meth:`send`, less overhead per record)."""
-        produce, poll, callback = self._producer.produce, self._producer.poll, self._callback(topic)
+        produce, poll, callback = self._producer.produce, self.poll, self._callback(topic)
         sent = self._sent
         for key, value in zip(keys, values, strict=True):
             try:
@@ -152,14 +162,17 @@ class KafkaSink:
         self._sent = sent
 
     def poll(self, timeout_s: float = 0) -> None:
-        self._producer.poll(timeout_s)
+        """Serve delivery callbacks (waiting up to `timeout_s` for one)."""
+        with self._serve_lock:
+            self._producer.poll(timeout_s)
 
     def flush(self, timeout_s: float = 60.0) -> int:
         """Wait for every queued record to be acknowledged; returns how many are still pending."""
         deadline = time.monotonic() + timeout_s
         remaining = len(self._producer)
         while remaining and time.monotonic() < deadline:
-            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            with self._serve_lock:
+                remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         self.sync_metrics()
         if remaining:
             log.warning("event=flush_incomplete pending=%d timeout_s=%.1f", remaining, timeout_s)
@@ -174,6 +187,10 @@ class KafkaSink:
 
     def sync_metrics(self) -> None:
         """Move the delivery tallies into Prometheus counters (cheap to call once a second)."""
+        with self._sync_lock:
+            self._sync_metrics()
+
+    def _sync_metrics(self) -> None:
         stats = self.stats
         for outcome, now, before in (
             ("delivered", stats.delivered, self._synced.delivered),

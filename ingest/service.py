@@ -39,6 +39,27 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+@contextmanager
+def metrics_sync(pipeline: Pipeline, source: Source, interval_s: float = 1.0) -> Iterator[None]:
+    """While the block runs, a daemon thread serves the producer's delivery reports and moves the
+    pipeline's tallies into the Prometheus counters every `interval_s`, so the counters keep up even
+    when the source is idle (a quiet live stream) or between the run loop's own syncs."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(interval_s):
+            pipeline.sink.poll(0)
+            pipeline.sync_metrics(source.value)
+
+    thread = threading.Thread(target=loop, name="ingest-metrics-sync", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(interval_s + 5)
+
+
 def build_pipeline(
     source: Source,
     *,
@@ -70,7 +91,7 @@ def run_records(
 ) -> RunStats:
     """Run a source through a pipeline until it ends or SIGTERM; always flushes the producer."""
     stop = stop or threading.Event()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), metrics_sync(pipeline, source):
         try:
             pipeline.run(records, stop=stop, on_progress=on_progress)
         finally:
@@ -108,7 +129,7 @@ def produce_synthetic(
         Source.SYNTHETIC, bootstrap=bootstrap, settings=settings, instruments=instruments, topics=topics
     )
     stop = stop or threading.Event()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC):
         try:
             pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop, on_progress=on_progress)
         finally:

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from common.settings import PROJECT_ROOT
 
 DEFAULT_INSTRUMENTS = Path(__file__).resolve().parent / "instruments.csv"
+DEFAULT_METRICS_PORT = 9108
+"""Where Prometheus scrapes the ingest service (monitoring/prometheus.yml)."""
 
 
 class IngestSettings(BaseSettings):
@@ -23,7 +25,11 @@ class IngestSettings(BaseSettings):
     instruments_file: Path = Field(
         default=DEFAULT_INSTRUMENTS, description="CSV of known instruments (symbol, asset_class, ...)."
     )
-    metrics_port: int = Field(default=0, description="Port of the Prometheus endpoint; 0 disables it.")
+    metrics_port: int = Field(
+        default=DEFAULT_METRICS_PORT,
+        description="Port of the Prometheus endpoint of the long-running commands (stream, synthetic, "
+        "replay); 0 disables it. `backfill` serves metrics only when this or --metrics-port is set.",
+    )
     metrics_host: str = "127.0.0.1"
 
     # validation

@@ -26,8 +26,10 @@ from typing import Any
 import pandas as pd
 import pybreaker
 import yfinance as yf
+from google.protobuf.json_format import MessageToDict
 from websockets.sync.client import connect as sync_connect
 from yfinance.live import WebSocket
+from yfinance.pricing_pb2 import PricingData
 
 from common.contract import BarInterval, Source, Topic
 from ingest import metrics
@@ -132,7 +134,7 @@ class _StreamClient(WebSocket):
       one line) instead of being logged by yfinance with a traceback;
     - the receive loop ends quietly when the connection is closed (by :meth:`YahooLiveSource.close`)
       and raises when it drops, so the guard reconnects only when it should;
-    - a frame it cannot decode is handed on (it becomes a dead letter), not raised.
+    - a frame it cannot decode is handed on (it becomes a dead letter), not raised nor logged.
     """
 
     def __init__(self, url: str, open_timeout_s: float) -> None:
@@ -160,8 +162,12 @@ class _StreamClient(WebSocket):
             message_handler(self._decode_message(encoded))
 
     def _decode_message(self, base64_message: str) -> dict:
+        """yfinance's decoding (base64 -> its ``PricingData`` protobuf -> dict), minus its error log
+        with a traceback: an undecodable frame is returned as an error and becomes a dead letter."""
         try:
-            return super()._decode_message(base64_message)
+            pricing = PricingData()
+            pricing.ParseFromString(base64.b64decode(base64_message))
+            return MessageToDict(pricing, preserving_proto_field_name=True)
         except Exception as exc:
             return {"error": str(exc), "raw_base64": base64_message}
 

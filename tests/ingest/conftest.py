@@ -17,9 +17,10 @@ from ingest.settings import IngestSettings
 from tests.conftest import consume_from, end_offsets
 
 
-def create_topics(bootstrap: str, prefix: str) -> dict[Topic, str]:
-    """Topics named like the contract's, under `prefix`, with the contract's partitions and config."""
-    names = {t: f"{prefix}.{t.value}" for t in Topic}
+def create_topics(bootstrap: str, prefix: str, suffixes: dict[Topic, str] | None = None) -> dict[Topic, str]:
+    """Topics named `<prefix>.<contract name>` (or `<prefix>.<suffix>` with `suffixes`), with the
+    contract's partitions and config; returns once every partition has a leader."""
+    names = {t: f"{prefix}.{(suffixes or {}).get(t, t.value)}" for t in Topic}
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new = [NewTopic(names[t], TOPICS[t].partitions, 1, config=TOPICS[t].config()) for t in Topic]
     for fut in admin.create_topics(new, operation_timeout=30).values():
