@@ -14,7 +14,7 @@
 --   rsi, macd, signal   the udf.ta_recursive aggregate (Wilder RSI, MACD with TA-Lib's seeding)
 -- Incremental: for each symbol with new or changed days, rows are recomputed from its first
 -- changed day, resuming from the state stored on the row before it (ta_state) and re-reading only
--- the ma_long - 1 closes before it that the moving averages still need.
+-- the ma_long closes before it that the moving averages still need.
 
 with bars as (
     select * from {{ ref('int_daily_bars_unioned') }}
@@ -67,9 +67,7 @@ new_rows as (
         bars.close,
         bars.volume,
         bars.source_interval,
-        previous_state.row_num_before + row_number() over (
-            partition by bars.symbol order by bars.trade_date
-        ) as row_num,
+        previous_state.row_num_before,
         previous_state.ta_state as seed_state
     from bars
     inner join previous_state
@@ -83,15 +81,13 @@ context_rows as (
         select
             stored.symbol,
             stored.trade_date,
-            stored.close,
-            stored.row_num
+            stored.close
         from previous_state
         cross join lateral (
             select
                 s.symbol,
                 s.trade_date,
-                s.close,
-                s.row_num
+                s.close
             from {{ this }} as s
             where s.symbol = previous_state.symbol and s.trade_date < previous_state.from_date
             order by s.trade_date desc
@@ -101,45 +97,63 @@ context_rows as (
         select
             null::text as symbol,
             null::date as trade_date,
-            null::float8 as close,
-            null::bigint as row_num
+            null::float8 as close
         where false
     {% endif %}
 ),
 
-running_sums as (
+series as (
     select
         symbol,
         trade_date,
+        open,
+        high,
+        low,
         close,
-        row_num,
-        is_new,
-        sum(close) over by_date as close_sum
-    from (
-        select
-            symbol,
-            trade_date,
+        volume,
+        source_interval,
+        row_num_before,
+        seed_state,
+        true as is_new
+    from new_rows
+    union all
+    select
+        symbol,
+        trade_date,
+        null::float8 as open,
+        null::float8 as high,
+        null::float8 as low,
+        close,
+        null::float8 as volume,
+        null::text as source_interval,
+        null::bigint as row_num_before,
+        null::float8[] as seed_state,
+        false as is_new
+    from context_rows
+),
+
+one_pass as (
+    -- one sort by (symbol, trade_date): running sums over context and new rows, the recursive
+    -- indicators over the new rows only (they resume from seed_state)
+    select
+        *,
+        row_num_before + count(*) filter (where is_new) over by_date as row_num,
+        sum(close) over by_date as close_sum,
+        udf.ta_recursive(
             close,
-            row_num,
-            true as is_new
-        from new_rows
-        union all
-        select
-            symbol,
-            trade_date,
-            close,
-            row_num,
-            false as is_new
-        from context_rows
-    ) as series
+            seed_state,
+            {{ var('macd_fast') | int }},
+            {{ var('macd_slow') | int }},
+            {{ var('macd_signal') | int }},
+            {{ var('rsi_period') | int }}
+        ) filter (where is_new) over by_date as ta_state
+    from series
     window by_date as (partition by symbol order by trade_date rows between unbounded preceding and current row)
 ),
 
-moving_averages as (
+with_moving_averages as (
     select
-        symbol,
-        trade_date,
-        is_new,
+        *,
         case
             when row_num >= {{ ma_short }} then
                 (close_sum - coalesce(lag(close_sum, {{ ma_short }}) over by_date, 0)) / {{ ma_short }}
@@ -158,11 +172,11 @@ moving_averages as (
                 (lag(close_sum) over by_date - coalesce(lag(close_sum, {{ ma_long + 1 }}) over by_date, 0))
                 / {{ ma_long }}
         end as previous_ma_long
-    from running_sums
+    from one_pass
     window by_date as (partition by symbol order by trade_date)
 ),
 
-recursive_indicators as (
+final as (
     select
         symbol,
         trade_date,
@@ -173,46 +187,19 @@ recursive_indicators as (
         volume,
         source_interval,
         row_num,
-        udf.ta_recursive(
-            close,
-            seed_state,
-            {{ var('macd_fast') | int }},
-            {{ var('macd_slow') | int }},
-            {{ var('macd_signal') | int }},
-            {{ var('rsi_period') | int }}
-        ) over (partition by symbol order by trade_date rows between unbounded preceding and current row)
-            as ta_state
-    from new_rows
-),
-
-final as (
-    select
-        recursive_indicators.symbol,
-        recursive_indicators.trade_date,
-        recursive_indicators.open,
-        recursive_indicators.high,
-        recursive_indicators.low,
-        recursive_indicators.close,
-        recursive_indicators.volume,
-        recursive_indicators.source_interval,
-        recursive_indicators.row_num,
-        moving_averages.ma_short as ma_50,
-        moving_averages.ma_long as ma_200,
-        moving_averages.previous_ma_short as previous_ma_50,
-        moving_averages.previous_ma_long as previous_ma_200,
-        recursive_indicators.ta_state[9] as rsi_14,
-        recursive_indicators.ta_state[5] as macd,
-        recursive_indicators.ta_state[10] as macd_signal,
-        recursive_indicators.ta_state[5] - recursive_indicators.ta_state[10] as macd_hist,
+        ma_short as ma_50,
+        ma_long as ma_200,
+        previous_ma_short as previous_ma_50,
+        previous_ma_long as previous_ma_200,
+        ta_state[9] as rsi_14,
+        ta_state[5] as macd,
+        ta_state[10] as macd_signal,
+        ta_state[5] - ta_state[10] as macd_hist,
         -- as text (exact: PostgreSQL prints float8 round-trip safe), so that unit tests can give it
-        recursive_indicators.ta_state::text as ta_state,
+        ta_state::text as ta_state,
         now() as dbt_updated_at
-    from recursive_indicators
-    inner join moving_averages
-        on
-            recursive_indicators.symbol = moving_averages.symbol
-            and recursive_indicators.trade_date = moving_averages.trade_date
-            and moving_averages.is_new
+    from with_moving_averages
+    where is_new
 )
 
 select * from final
