@@ -150,8 +150,9 @@ class _StreamClient(WebSocket):
 
         Returns on a normal close; raises ``websockets.ConnectionClosedError`` when it drops.
         """
+        if message_handler is None:
+            raise ValueError("listen() needs a message handler")
         self._connect()
-        assert message_handler is not None
         for message in self._ws:
             try:
                 encoded = json.loads(message).get("message", "")
