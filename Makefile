@@ -17,7 +17,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup apt venv jars env up down status migrate partitions test test-fast lint demo bench clean-state lock
+.PHONY: help setup apt venv jars env up down status migrate partitions demo-stop docs test test-fast lint demo bench clean-state lock
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ $(JARS)/spark/.installed: jvm/spark/pom.xml
 up: setup ## Start PostgreSQL, Kafka and Prometheus; apply migrations; create topics
 	@$(PY) -m devstack up
 
-down: ## Stop the local stack (data is kept)
+down: demo-stop ## Stop the demo processes and the local stack (data is kept)
 	@test -x $(PY) && $(PY) -m devstack down || true
 
 status: ## Show each service, its port and whether it answers
@@ -78,8 +78,15 @@ test: up ## Install what is missing, start the stack, run every test
 lint: venv ## ruff over the Python code
 	@$(VENV)/bin/ruff check .
 
-demo: up ## Start the stack and run the pipeline on the offline default source
+demo: up ## Start the stack and run the whole pipeline on the offline synthetic source
+	@$(PY) -m devstack demo
 	@$(PY) -m devstack status
+
+demo-stop: ## Stop the demo's background ingest and streaming processes
+	@test -x $(PY) && $(PY) -m devstack demo-stop || true
+
+docs: up ## Generate the dbt docs and serve them on 127.0.0.1:8580
+	@$(PY) -m dbt_project docs
 
 bench: up ## Run the benchmarks under bench/ (figures as ratios to same-run baselines)
 	@$(PY) -m bench
@@ -87,5 +94,5 @@ bench: up ## Run the benchmarks under bench/ (figures as ratios to same-run base
 lock: ## Regenerate constraints.txt from the current virtualenv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt
 
-clean-state: down ## Delete all local state except the virtualenv and jars (databases, Kafka logs, checkpoints)
+clean-state: demo-stop down ## Delete all local state except the virtualenv and jars (databases, Kafka logs, checkpoints)
 	@rm -rf $(STATE)/postgres $(STATE)/kafka $(STATE)/prometheus $(STATE)/postgres-exporter $(STATE)/checkpoints

@@ -99,6 +99,33 @@ def migrate_cmd() -> None:
 
 
 @app.command()
+def demo(
+    symbols: int = typer.Option(20, help="Number of synthetic symbols (SYN0000, ...)."),
+    rate: float = typer.Option(1_000.0, help="Synthetic ticks per second over all symbols."),
+    history_days: int = typer.Option(320, help="Trading days of daily history replayed first."),
+    wait: float = typer.Option(300.0, help="Seconds to wait for the streaming job to land the data."),
+) -> None:
+    """Run the whole pipeline on the offline source: daily history replay and live synthetic ticks
+    through ingest -> Kafka -> Spark -> PostgreSQL, then dbt build. Ingest and stream keep running."""
+    from devstack import demo as demo_run
+
+    plan = demo_run.DemoPlan(symbols=symbols, history_days=history_days, tick_rate=rate)
+    try:
+        demo_run.run(plan, console, wait_s=wait)
+    except (StackError, DatabaseUnavailable) as exc:
+        _fail(str(exc))
+
+
+@app.command("demo-stop")
+def demo_stop() -> None:
+    """Stop the demo's background ingest and streaming processes (the stack keeps running)."""
+    from devstack import demo as demo_run
+
+    stopped = demo_run.stop(demo_run.DemoPlan())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
 def partitions() -> None:
     """Make partitions ahead and drop those past retention, as raw.partition_policy says."""
     try:

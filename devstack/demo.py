@@ -1,0 +1,254 @@
+"""The offline demo: the whole pipeline on generated data, on the local stack.
+
+1. daily history for the demo symbols is written to a CSV and replayed through ingest -> Kafka;
+2. the Spark streaming job lands it and the live synthetic ticks into PostgreSQL;
+3. the synthetic source keeps producing ticks in the background;
+4. once bars and indicators arrive, `dbt build` builds the marts and the quality score;
+5. a summary of what landed where, and how to look at it.
+
+Background processes (ingest, streaming) have pid files and logs in .state/demo/ and keep running
+until `make demo-stop`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from psycopg2 import errors
+from rich.console import Console
+from rich.table import Table
+
+from common.db import transaction
+from common.settings import PROJECT_ROOT, prometheus_settings, stack_settings
+from devstack.errors import StackError
+from devstack.process import read_pid, spawn, tail, terminate, wait_until
+
+log = logging.getLogger(__name__)
+
+INGEST_METRICS_PORT = 9108
+STREAM_METRICS_PORT = 9109
+SUMMARY_TABLES = (
+    "raw.ticks",
+    "raw.bars",
+    "raw.dead_letters",
+    "rt.bars_1m",
+    "rt.indicators_1m",
+    "rt.signals",
+    "marts.fct_daily_prices",
+    "marts.fct_ma_crosses",
+)
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    symbols: int = 20
+    history_days: int = 320
+    tick_rate: float = 1_000.0
+    seed: int = 7
+
+    def symbol_names(self) -> list[str]:
+        return [f"SYN{i:04d}" for i in range(self.symbols)]
+
+
+def _home() -> Path:
+    home = stack_settings().state_dir / "demo"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def write_history(plan: DemoPlan, home: Path) -> tuple[Path, Path]:
+    """Daily bars for the demo symbols (NYSE sessions up to today) and an instruments file for them."""
+    from dbt_project.sample_data import daily_series, session_start_utc, trading_days
+
+    days = trading_days(date.today(), plan.history_days)
+    bars = home / "daily_bars.csv"
+    with bars.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["symbol", "interval", "event_time_ms", "open", "high", "low", "close", "volume"])
+        for i, symbol in enumerate(plan.symbol_names()):
+            s = daily_series(symbol, days, seed=plan.seed + i, start_price=50.0 + 10 * i)
+            for k, day in enumerate(s.days):
+                start_ms = int(session_start_utc(day).timestamp() * 1000)
+                out.writerow(
+                    [
+                        symbol,
+                        "1d",
+                        start_ms,
+                        round(s.open[k], 2),
+                        round(s.high[k], 2),
+                        round(s.low[k], 2),
+                        round(s.close[k], 2),
+                        int(s.volume[k]),
+                    ]
+                )
+    instruments = home / "instruments.csv"
+    with instruments.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["symbol", "asset_class", "calendar", "tick_size", "currency"])
+        for symbol in plan.symbol_names():
+            out.writerow([symbol, "equity", "24/7", "0.01", "USD"])
+    return bars, instruments
+
+
+class Background:
+    """A pipeline process of the demo, run in the background with a pid file and a log."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.name, self.args, self.env = name, args, env or {}
+        self.pid_file = _home() / f"{name}.pid"
+        self.log_file = _home() / f"{name}.log"
+
+    def running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def start(self) -> bool:
+        if self.running():
+            return False
+        spawn(
+            [_python(), *self.args],
+            self.log_file,
+            self.pid_file,
+            env={"PYTHONPATH": str(PROJECT_ROOT), **self.env},
+        )
+        return True
+
+    def stop(self) -> bool:
+        return terminate(self.pid_file, timeout_s=60)
+
+
+def processes(plan: DemoPlan) -> dict[str, Background]:
+    checkpoint = stack_settings().state_dir / "checkpoints" / "demo_stream"
+    return {
+        "stream": Background(
+            "stream",
+            [
+                "-m",
+                "spark_streaming",
+                "run",
+                "--query-name",
+                "demo_stream",
+                "--checkpoint-dir",
+                str(checkpoint),
+                "--starting-offsets",
+                "earliest",
+                "--metrics-port",
+                str(STREAM_METRICS_PORT),
+            ],
+        ),
+        "ticks": Background(
+            "ticks",
+            [
+                "-m",
+                "ingest",
+                "synthetic",
+                "--rate",
+                str(plan.tick_rate),
+                "--symbols",
+                str(plan.symbols),
+                "--seed",
+                str(plan.seed),
+                "--metrics-port",
+                str(INGEST_METRICS_PORT),
+            ],
+        ),
+    }
+
+
+def _count(table: str) -> int | None:
+    try:
+        with transaction("reader") as cur:
+            cur.execute(f"select count(*) from {table}")
+            return cur.fetchone()[0]
+    except errors.UndefinedTable:  # a mart that dbt has not built yet
+        return None
+
+
+def _quality_score() -> str:
+    try:
+        with transaction("reader") as cur:
+            cur.execute("select score from quality.run_scores order by run_started_at desc limit 1")
+            row = cur.fetchone()
+    except errors.UndefinedTable:
+        return "not built yet"
+    return f"{row[0]:.1f} / 100" if row else "no dbt run yet"
+
+
+def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
+    home = _home()
+    procs = processes(plan)
+    with console.status("starting the streaming job (Spark)..."):
+        procs["stream"].start()
+    bars, instruments = write_history(plan, home)
+    console.print(
+        f"replaying {plan.history_days} days of daily bars for {plan.symbols} symbols through Kafka"
+    )
+    replay = subprocess.run(
+        [
+            _python(),
+            "-m",
+            "ingest",
+            "replay",
+            str(bars),
+            "--kind",
+            "bars",
+            "--symbols-file",
+            str(instruments),
+            "--metrics-port",
+            "0",
+        ],
+        cwd=PROJECT_ROOT,
+        env=None,
+    )
+    if replay.returncode != 0:
+        raise StackError(f"replaying the demo history failed (exit {replay.returncode})")
+    procs["ticks"].start()
+    rate = f"{plan.tick_rate:,.0f}/s over {plan.symbols} symbols"
+    console.print(f"synthetic ticks: {rate} (log {procs['ticks'].log_file})")
+
+    expected_bars = plan.symbols * plan.history_days
+    with console.status("waiting for the streaming job to land history, bars and indicators..."):
+        landed = wait_until(
+            lambda: (_count("raw.bars") or 0) >= expected_bars and (_count("rt.indicators_1m") or 0) > 0,
+            wait_s,
+            interval_s=2.0,
+        )
+    if not landed:
+        raise StackError(
+            f"the streaming job did not land the demo data within {wait_s:.0f} s; "
+            f"see {procs['stream'].log_file}: {tail(procs['stream'].log_file, 3)}"
+        )
+    console.print("building the dbt project (staging, marts, quality score)")
+    build = subprocess.run([_python(), "-m", "dbt_project", "build"], cwd=PROJECT_ROOT)
+    if build.returncode != 0:
+        console.print("[yellow]dbt build reported failures: see the quality score and dbt_project/logs[/]")
+    summary(console)
+
+
+def summary(console: Console) -> None:
+    table = Table(title=f"pipeline at {datetime.now(UTC):%H:%M:%S} UTC")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name in SUMMARY_TABLES:
+        count = _count(name)
+        table.add_row(name, "-" if count is None else f"{count:,}")
+    console.print(table)
+    console.print(f"data-quality score (last dbt build): {_quality_score()}")
+    console.print(
+        f"Prometheus: {prometheus_settings().url}  (ingest metrics :{INGEST_METRICS_PORT}, "
+        f"stream metrics :{STREAM_METRICS_PORT})"
+    )
+    console.print("dbt docs: make docs   ·   stop the demo's ingest and stream: make demo-stop")
+
+
+def stop(plan: DemoPlan) -> list[str]:
+    return [name for name, proc in processes(plan).items() if proc.stop()]
