@@ -341,7 +341,7 @@ def _state_memory(symbols: int, bars: int) -> dict:
     rng = np.random.default_rng(5)
     close = 100.0 * np.ones(symbols)
     t = time.perf_counter()
-    for b in range(bars):
+    for _ in range(bars):
         close = close * np.exp(rng.normal(0, 0.001, symbols))
         bar = ind.Bars(open=close, close=close, volume=np.ones(symbols), pv=close, day=np.zeros(symbols))
         new, _ = ind.step(states.matrix[rows], bar)

@@ -7,6 +7,7 @@ ingest time (a test checks the two encodings are identical).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -64,7 +65,7 @@ def create_topics(bootstrap: str, names: dict[Topic, str], timeout_s: float = 30
         for t, name in names.items()
     ]
     futures = admin.create_topics(wanted, operation_timeout=timeout_s)
-    for name, fut in futures.items():
+    for _name, fut in futures.items():
         try:
             fut.result(timeout=timeout_s)
         except Exception as exc:
@@ -82,7 +83,5 @@ def create_topics(bootstrap: str, names: dict[Topic, str], timeout_s: float = 30
 def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.delete_topics(list(names), operation_timeout=30).values():
-        try:
+        with contextlib.suppress(Exception):
             fut.result(timeout=30)
-        except Exception:
-            pass

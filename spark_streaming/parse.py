@@ -313,7 +313,8 @@ def parse_ticks(records: pd.DataFrame, future_tolerance_ms: int) -> tuple[pd.Dat
     """Kafka rows (META, key, value) of the ticks topic -> (valid ticks, refused with reason)."""
     parsed, refused = _parse(Tick, records)
     f = parsed
-    rules = _common_rules(Tick, f) + [
+    rules = [
+        *_common_rules(Tick, f),
         (
             _finite(f, ["price", "size", "bid", "ask", "day_volume"]),
             RejectReason.NON_FINITE.value,
@@ -350,7 +351,8 @@ def parse_bars(records: pd.DataFrame, future_tolerance_ms: int) -> tuple[pd.Data
     o, h, lo, c = (f[k].to_numpy(float, na_value=np.nan) for k in ("open", "high", "low", "close"))
     with np.errstate(invalid="ignore"):
         crossed = (h < np.maximum.reduce([o, c, lo])) | (lo > np.minimum(o, c))
-    rules = _common_rules(Bar, f) + [
+    rules = [
+        *_common_rules(Bar, f),
         (
             ~f["interval"].isin([i.value for i in BarInterval]).to_numpy(),
             RejectReason.WRONG_TYPE.value,
@@ -383,7 +385,8 @@ def parse_deadletters(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     """Kafka rows of the dead-letter topic -> (valid dead letters, refused with reason)."""
     parsed, refused = _parse(DeadLetter, records)
     f = parsed
-    rules = _common_rules(DeadLetter, f) + [
+    rules = [
+        *_common_rules(DeadLetter, f),
         (
             ~f["reason"].isin([r.value for r in RejectReason]).to_numpy(),
             RejectReason.WRONG_TYPE.value,

@@ -12,6 +12,7 @@ rows it really added, and only those feed the bars, so a duplicate never counts 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -39,7 +40,8 @@ create temp table if not exists t_ticks (
 ) on commit delete rows;
 create temp table if not exists t_bars_raw (
     symbol text, interval text, event_time_ms bigint, open float8, high float8, low float8, close float8,
-    adj_close float8, volume float8, source text, ingest_time_ms bigint, kafka_partition int, kafka_offset bigint
+    adj_close float8, volume float8, source text, ingest_time_ms bigint, kafka_partition int,
+    kafka_offset bigint
 ) on commit delete rows;
 create temp table if not exists t_dead (
     failed_at_ms bigint, kafka_topic text, kafka_partition int, kafka_offset bigint, stage text, reason text,
@@ -263,10 +265,8 @@ class PostgresSink:
     def reset(self) -> None:
         """Forget the connection and the cache (after any failure: the database is the truth)."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg2.Error):
                 self._conn.close()
-            except psycopg2.Error:
-                pass
         self._conn = None
         self._cache = None
 
@@ -408,7 +408,8 @@ class PostgresSink:
                 {"q": q, "name": self.query_name, "max": result.max_event_time_ms, "batch": batch_id},
             )
             cur.execute(
-                "insert into rt.stream_ledger (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)"
+                "insert into rt.stream_ledger"
+                " (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)"
                 " values (%s, %s, %s, %s, %s, %s)",
                 (q, batch_id, self.query_name, frames.input_rows, len(fresh), len(dead)),
             )
@@ -452,7 +453,8 @@ class PostgresSink:
             conn = self._connection()
             with conn, conn.cursor() as cur:
                 cur.execute(
-                    "insert into rt.stream_heartbeat (query_name, query_id, beat_at, status) values (%s, %s, now(), %s)"
+                    "insert into rt.stream_heartbeat (query_name, query_id, beat_at, status)"
+                    " values (%s, %s, now(), %s)"
                     " on conflict (query_name) do update set query_id = excluded.query_id, beat_at = now(),"
                     " status = excluded.status",
                     (self.query_name, self.query_id, status),

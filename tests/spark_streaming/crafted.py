@@ -7,7 +7,7 @@ whatever the thresholds; the near miss is 2% of the distance to the base value s
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -42,20 +42,36 @@ def base_series(kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 _PARAM = {"volume_spike": "volume", "gap_up": "open", "gap_down": "open"}
 _DIRECTION = {  # +1: the signal fires when the parameter is large enough; -1: small enough
-    "sma_cross_up": 1, "sma_cross_down": -1, "macd_cross_up": 1, "macd_cross_down": -1,
-    "rsi_cross_above_30": 1, "rsi_cross_below_30": -1, "rsi_cross_above_70": 1, "rsi_cross_below_70": -1,
-    "volume_spike": 1, "price_spike_up": 1, "price_spike_down": -1, "gap_up": 1, "gap_down": -1,
+    "sma_cross_up": 1,
+    "sma_cross_down": -1,
+    "macd_cross_up": 1,
+    "macd_cross_down": -1,
+    "rsi_cross_above_30": 1,
+    "rsi_cross_below_30": -1,
+    "rsi_cross_above_70": 1,
+    "rsi_cross_below_70": -1,
+    "volume_spike": 1,
+    "price_spike_up": 1,
+    "price_spike_down": -1,
+    "gap_up": 1,
+    "gap_down": -1,
 }
 
 
-def run_series(opens: np.ndarray, closes: np.ndarray, vols: np.ndarray,
-               th: ind.SignalThresholds = ind.SignalThresholds()) -> list[tuple[int, str]]:
+def run_series(
+    opens: np.ndarray, closes: np.ndarray, vols: np.ndarray, th: ind.SignalThresholds = ind.SignalThresholds()
+) -> list[tuple[int, str]]:
     """All signals (bar index, type) of one symbol's bar series, through the pure step/detect."""
     state = ind.empty_state(1)
     found = []
     for i in range(len(closes)):
-        bars = ind.Bars(open=opens[i : i + 1], close=closes[i : i + 1], volume=vols[i : i + 1],
-                        pv=closes[i : i + 1] * vols[i : i + 1], day=np.zeros(1))
+        bars = ind.Bars(
+            open=opens[i : i + 1],
+            close=closes[i : i + 1],
+            volume=vols[i : i + 1],
+            pv=closes[i : i + 1] * vols[i : i + 1],
+            day=np.zeros(1),
+        )
         after, out = ind.step(state, bars)
         found += [(i, kind) for _, kind, _, _ in ind.detect(state, after, bars, out, th)]
         state = after
@@ -77,14 +93,19 @@ def _series_with(kind: str, x: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return (np.append(opens, last_open), np.append(closes, last_close), np.append(vols, last_vol))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _state_before_trigger(kind: str) -> np.ndarray:
     closes, vols = base_series(kind)
     opens = np.concatenate([[closes[0]], closes[:-1]])
     state = ind.empty_state(1)
     for i in range(len(closes)):
-        bars = ind.Bars(open=opens[i : i + 1], close=closes[i : i + 1], volume=vols[i : i + 1],
-                        pv=closes[i : i + 1] * vols[i : i + 1], day=np.zeros(1))
+        bars = ind.Bars(
+            open=opens[i : i + 1],
+            close=closes[i : i + 1],
+            volume=vols[i : i + 1],
+            pv=closes[i : i + 1] * vols[i : i + 1],
+            day=np.zeros(1),
+        )
         state, _ = ind.step(state, bars)
     return state
 
@@ -97,7 +118,7 @@ def _fires(kind: str, x: float) -> bool:
     return any(k == kind for _, k, _, _ in ind.detect(state, after, bars, out, ind.SignalThresholds()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def crafted(kind: str, near_miss: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(opens, closes, volumes): the trigger bar fires `kind`, or, with near_miss, just does not."""
     closes, vols = base_series(kind)

@@ -24,7 +24,11 @@ BAR_MS = 60_000
 
 
 def private_topics(bootstrap: str, tag: str) -> dict[Topic, str]:
-    names = {Topic.TICKS: f"test.ticks.{tag}", Topic.BARS: f"test.bars.{tag}", Topic.DEADLETTER: f"test.dl.{tag}"}
+    names = {
+        Topic.TICKS: f"test.ticks.{tag}",
+        Topic.BARS: f"test.bars.{tag}",
+        Topic.DEADLETTER: f"test.dl.{tag}",
+    }
     create_topics(bootstrap, names)
     return names
 
@@ -61,7 +65,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s:
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - the database may be restarting
+        except Exception:
             pass
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
@@ -91,8 +95,13 @@ class JobProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen([sys.executable, "-m", "spark_streaming", "run"], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spark_streaming", "run"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the Python driver and its JVM."""
@@ -115,10 +124,14 @@ class JobProcess:
 
     def log_tail(self, n: int = 30) -> str:
         lines = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(line for line in lines if not line.lstrip().startswith("at "))[-4000:] if lines else ""
+        return (
+            "\n".join(line for line in lines if not line.lstrip().startswith("at "))[-4000:] if lines else ""
+        )
 
 
-def bars_as_ticks(symbol: str, start_ms: int, opens, closes, volumes, ingest_ms: int) -> list[tuple[str, bytes]]:
+def bars_as_ticks(
+    symbol: str, start_ms: int, opens, closes, volumes, ingest_ms: int
+) -> list[tuple[str, bytes]]:
     """Two ticks per bar: the open at second 0 and the close at second 30, half the volume each."""
     out = []
     for i, (o, c, v) in enumerate(zip(opens, closes, volumes, strict=True)):

@@ -15,7 +15,9 @@ def _run(closes: np.ndarray) -> dict[str, np.ndarray]:
     state = ind.empty_state(1)
     out = {k: [] for k in ind.OUTPUTS}
     for c in closes:
-        bar = ind.Bars(open=np.array([c]), close=np.array([c]), volume=np.ones(1), pv=np.array([c]), day=np.zeros(1))
+        bar = ind.Bars(
+            open=np.array([c]), close=np.array([c]), volume=np.ones(1), pv=np.array([c]), day=np.zeros(1)
+        )
         state, values = ind.step(state, bar)
         for k in ind.OUTPUTS:
             out[k].append(values[k][0])
@@ -25,9 +27,15 @@ def _run(closes: np.ndarray) -> dict[str, np.ndarray]:
 def talib_reference(closes: np.ndarray) -> dict[str, np.ndarray]:
     macd, signal, hist = talib.MACD(closes, 12, 26, 9)
     return {
-        "ema_12": talib.EMA(closes, 12), "ema_26": talib.EMA(closes, 26), "macd": macd, "macd_signal": signal,
-        "macd_hist": hist, "rsi_14": talib.RSI(closes, 14), "sma_20": talib.SMA(closes, 20),
-        "sma_50": talib.SMA(closes, 50), "sma_200": talib.SMA(closes, 200),
+        "ema_12": talib.EMA(closes, 12),
+        "ema_26": talib.EMA(closes, 26),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "rsi_14": talib.RSI(closes, 14),
+        "sma_20": talib.SMA(closes, 20),
+        "sma_50": talib.SMA(closes, 50),
+        "sma_200": talib.SMA(closes, 200),
     }
 
 
@@ -72,8 +80,13 @@ def test_many_symbols_in_one_step_equal_one_symbol_at_a_time():
 def test_session_vwap_resets_at_the_utc_day_boundary():
     state = ind.empty_state(1)
     for day, price, vol in ((0, 10.0, 1.0), (0, 20.0, 3.0), (1, 30.0, 2.0)):
-        bar = ind.Bars(open=np.array([price]), close=np.array([price]), volume=np.array([vol]),
-                       pv=np.array([price * vol]), day=np.array([float(day)]))
+        bar = ind.Bars(
+            open=np.array([price]),
+            close=np.array([price]),
+            volume=np.array([vol]),
+            pv=np.array([price * vol]),
+            day=np.array([float(day)]),
+        )
         state, out = ind.step(state, bar)
         if day == 0 and price == 20.0:
             assert out["session_vwap"][0] == pytest.approx((10 + 60) / 4)

@@ -45,8 +45,15 @@ def _signal_symbol(kind: str, near: bool) -> str:
 
 def _malformed(now: int) -> list[tuple[bytes, bytes, str]]:
     def tick(**over) -> bytes:
-        d = {"schema_version": 1, "symbol": DLV_SYMBOL, "event_time_ms": now - 1000, "price": 5.0, "size": 1.0,
-             "source": "synthetic", "ingest_time_ms": now}
+        d = {
+            "schema_version": 1,
+            "symbol": DLV_SYMBOL,
+            "event_time_ms": now - 1000,
+            "price": 5.0,
+            "size": 1.0,
+            "source": "synthetic",
+            "ingest_time_ms": now,
+        }
         d.update(over)
         return json.dumps({k: v for k, v in d.items() if v is not ...}).encode()
 
@@ -98,8 +105,16 @@ def fed_job(bootstrap_servers, tmp_path_factory):
     p = Producer({"bootstrap.servers": bootstrap_servers})
     for key, value in dl_items:
         p.produce(topics[Topic.TICKS], value=value, key=key.encode("utf-8", "replace") if key else None)
-    letter = DeadLetter(reason=RejectReason.OVERSIZE, detail="too big", stage=Stage.INGEST, source="yahoo",
-                        topic=topics[Topic.TICKS], symbol="ZZZ", payload="{...}", failed_at_ms=now - 5000)
+    letter = DeadLetter(
+        reason=RejectReason.OVERSIZE,
+        detail="too big",
+        stage=Stage.INGEST,
+        source="yahoo",
+        topic=topics[Topic.TICKS],
+        symbol="ZZZ",
+        payload="{...}",
+        failed_at_ms=now - 5000,
+    )
     p.produce(topics[Topic.DEADLETTER], value=encode(letter), key=b"ZZZ")
     assert p.flush(30) == 0
     total = len(items) + len(dl_items) + 1
@@ -107,22 +122,35 @@ def fed_job(bootstrap_servers, tmp_path_factory):
     job = JobProcess(tmp, topics, pg)
     job.start()
     try:
-        wait_for(lambda: query(pg, "select coalesce(sum(input_rows), 0) from rt.stream_ledger")[0][0] >= total,
-                 240, "the job to consume every record")
+        wait_for(
+            lambda: query(pg, "select coalesce(sum(input_rows), 0) from rt.stream_ledger")[0][0] >= total,
+            240,
+            "the job to consume every record",
+        )
     except AssertionError:
         job.stop()
         raise AssertionError(job.log_tail()) from None
-    yield {"pg": pg, "closes": closes, "triggers": triggers, "malformed": malformed, "valid_dlv": valid_dlv,
-           "start": start, "topics": topics}
+    yield {
+        "pg": pg,
+        "closes": closes,
+        "triggers": triggers,
+        "malformed": malformed,
+        "valid_dlv": valid_dlv,
+        "start": start,
+        "topics": topics,
+    }
     job.stop()
     delete_topics(bootstrap_servers, topics.values())
     drop_database(pg)
 
 
 def test_indicators_written_by_the_job_equal_talib_on_the_fed_series(fed_job):
-    rows = query(fed_job["pg"],
-                 "select close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14, sma_20, sma_50, sma_200 "
-                 "from rt.indicators_1m where symbol = %s and is_final order by bar_start", (IND_SYMBOL,))
+    rows = query(
+        fed_job["pg"],
+        "select close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14, sma_20, sma_50, sma_200 "
+        "from rt.indicators_1m where symbol = %s and is_final order by bar_start",
+        (IND_SYMBOL,),
+    )
     assert len(rows) == N_IND
     arr = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
     np.testing.assert_array_equal(arr[:, 0], fed_job["closes"])
@@ -131,23 +159,33 @@ def test_indicators_written_by_the_job_equal_talib_on_the_fed_series(fed_job):
 
 
 def test_job_builds_final_one_minute_bars_from_the_ticks(fed_job):
-    rows = query(fed_job["pg"], "select count(*), bool_and(is_final), min(open), max(trade_count) "
-                 "from rt.bars_1m where symbol = %s", (IND_SYMBOL,))
+    rows = query(
+        fed_job["pg"],
+        "select count(*), bool_and(is_final), min(open), max(trade_count) from rt.bars_1m where symbol = %s",
+        (IND_SYMBOL,),
+    )
     assert rows[0][0] == N_IND and rows[0][1] is True and rows[0][3] == 2
 
 
 @pytest.mark.parametrize("kind", ind.SIGNAL_TYPES)
 def test_job_fires_each_signal_on_its_crafted_series_and_not_on_the_near_miss(fed_job, kind):
     at = fed_job["triggers"][kind]
-    fired = query(fed_job["pg"], "select symbol from rt.signals where signal_type = %s and "
-                  "signal_time = timestamptz 'epoch' + %s * interval '1 millisecond' and symbol in (%s, %s)",
-                  (kind, at, _signal_symbol(kind, False), _signal_symbol(kind, True)))
+    fired = query(
+        fed_job["pg"],
+        "select symbol from rt.signals where signal_type = %s and "
+        "signal_time = timestamptz 'epoch' + %s * interval '1 millisecond' and symbol in (%s, %s)",
+        (kind, at, _signal_symbol(kind, False), _signal_symbol(kind, True)),
+    )
     assert [r[0] for r in fired] == [_signal_symbol(kind, False)]
 
 
 def test_malformed_messages_land_in_dead_letters_with_their_reason(fed_job):
-    rows = query(fed_job["pg"], "select kafka_offset, reason, stage from raw.dead_letters where kafka_topic = %s "
-                 "order by kafka_offset", (fed_job["topics"][Topic.TICKS],))
+    rows = query(
+        fed_job["pg"],
+        "select kafka_offset, reason, stage from raw.dead_letters where kafka_topic = %s "
+        "order by kafka_offset",
+        (fed_job["topics"][Topic.TICKS],),
+    )
     assert sorted(r[1] for r in rows) == sorted(m[2].value for m in fed_job["malformed"])
     assert {r[2] for r in rows} == {"stream"}
 
@@ -158,6 +196,9 @@ def test_valid_ticks_around_malformed_ones_all_arrive(fed_job):
 
 
 def test_dead_letters_from_the_ingest_topic_are_landed_as_they_are(fed_job):
-    rows = query(fed_job["pg"], "select stage, reason, source, symbol from raw.dead_letters where kafka_topic = %s",
-                 (fed_job["topics"][Topic.DEADLETTER],))
+    rows = query(
+        fed_job["pg"],
+        "select stage, reason, source, symbol from raw.dead_letters where kafka_topic = %s",
+        (fed_job["topics"][Topic.DEADLETTER],),
+    )
     assert rows == [("ingest", "oversize", "yahoo", "ZZZ")]

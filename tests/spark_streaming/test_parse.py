@@ -14,15 +14,27 @@ NOW = 1_760_000_000_000
 
 
 def _records(pairs: list[tuple[bytes | None, bytes]]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": np.arange(len(pairs)), "kafka_ms": NOW,
-        "key": [k for k, _ in pairs], "value": [v for _, v in pairs],
-    })
+    return pd.DataFrame(
+        {
+            "kafka_topic": "t",
+            "kafka_partition": 0,
+            "kafka_offset": np.arange(len(pairs)),
+            "kafka_ms": NOW,
+            "key": [k for k, _ in pairs],
+            "value": [v for _, v in pairs],
+        }
+    )
 
 
 def _tick(**over) -> bytes:
-    fields = {"symbol": "AAPL", "event_time_ms": NOW, "price": 1.5, "size": 2.0, "source": "synthetic",
-              "ingest_time_ms": NOW}
+    fields = {
+        "symbol": "AAPL",
+        "event_time_ms": NOW,
+        "price": 1.5,
+        "size": 2.0,
+        "source": "synthetic",
+        "ingest_time_ms": NOW,
+    }
     fields.update(over)
     import json
 
@@ -30,8 +42,14 @@ def _tick(**over) -> bytes:
 
 
 def test_fast_tick_encoding_is_byte_identical_to_the_contract_encoder():
-    t = Tick(symbol="BTC-USD", event_time_ms=NOW, price=65000.25, size=0.5, source=Source.SYNTHETIC,
-             ingest_time_ms=NOW + 3)
+    t = Tick(
+        symbol="BTC-USD",
+        event_time_ms=NOW,
+        price=65000.25,
+        size=0.5,
+        source=Source.SYNTHETIC,
+        ingest_time_ms=NOW + 3,
+    )
     assert tick_value("BTC-USD", NOW, 65000.25, 0.5, NOW + 3) == encode(t)
 
 
@@ -70,5 +88,10 @@ def test_valid_ticks_keep_their_values_and_kafka_coordinates():
     valid, _ = parse_ticks(_records([(b"AAPL", tick_value("AAPL", NOW, 10.25, 3.0, NOW + 1))]), 300_000)
     row = valid.iloc[0]
     assert (row["symbol"], row["event_time_ms"], row["price"], row["size"], row["ingest_time_ms"]) == (
-        "AAPL", NOW, 10.25, 3.0, NOW + 1)
+        "AAPL",
+        NOW,
+        10.25,
+        3.0,
+        NOW + 1,
+    )
     assert row["kafka_offset"] == 0

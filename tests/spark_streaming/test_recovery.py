@@ -30,13 +30,16 @@ pytestmark = pytest.mark.slow
 TABLES = {
     "raw.ticks": "select symbol, event_time, price, size, source, ingest_time, kafka_partition, kafka_offset "
     "from raw.ticks order by 1, 2",
-    "raw.dead_letters": "select failed_at, kafka_topic, kafka_partition, kafka_offset, stage, reason, payload "
+    "raw.dead_letters": "select failed_at, kafka_topic, kafka_partition, kafka_offset, stage, reason, "
+    "payload "
     "from raw.dead_letters order by 2, 3, 4",
     "rt.bars_1m": "select symbol, bar_start, open, high, low, close, volume, vwap, trade_count, is_final "
     "from rt.bars_1m order by 1, 2",
-    "rt.indicators_1m": "select symbol, bar_start, close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14, "
+    "rt.indicators_1m": "select symbol, bar_start, close, ema_12, ema_26, macd, macd_signal, macd_hist, "
+    "rsi_14, "
     "sma_20, sma_50, sma_200, session_vwap, is_final from rt.indicators_1m order by 1, 2",
-    "rt.signals": "select symbol, signal_time, signal_type, value, threshold from rt.signals order by 1, 2, 3",
+    "rt.signals": "select symbol, signal_time, signal_type, value, threshold from rt.signals "
+    "order by 1, 2, 3",
 }
 
 
@@ -51,7 +54,9 @@ def _input(tag: str, now: int) -> list[tuple[str | None, bytes]]:
             sym = f"K{s:02d}{tag}"
             items.append((sym, tick_value(sym, t + s, round(float(walks[s][i]), 4), float(1 + i % 7), now)))
             if i % 37 == 5:  # a duplicate of the same event
-                items.append((sym, tick_value(sym, t + s, round(float(walks[s][i]), 4), float(1 + i % 7), now)))
+                items.append(
+                    (sym, tick_value(sym, t + s, round(float(walks[s][i]), 4), float(1 + i % 7), now))
+                )
         if i % 50 == 10:
             items.append((f"K00{tag}", b"{not json"))
     items.append((f"CLK{tag}", tick_value(f"CLK{tag}", start + 200 * 12_000 + 3 * 60_000, 1.0, 1.0, now)))
@@ -130,8 +135,11 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
                 now = int(time.time() * 1000)
                 for s in range(5):
                     sym = f"R{s}{tag}"
-                    p.produce(topics[Topic.TICKS], value=tick_value(sym, now + s, 100.0 + i % 13, 1.0, now),
-                              key=sym.encode())
+                    p.produce(
+                        topics[Topic.TICKS],
+                        value=tick_value(sym, now + s, 100.0 + i % 13, 1.0, now),
+                        key=sym.encode(),
+                    )
                     sent.append(sym)
                 i += 1
                 p.poll(0)
@@ -140,18 +148,25 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
 
         feeder = threading.Thread(target=feed)
         feeder.start()
-        wait_for(lambda: query(pg, "select count(*) from raw.ticks")[0][0] > 200, 180, "ticks before the restart")
+        wait_for(
+            lambda: query(pg, "select count(*) from raw.ticks")[0][0] > 200, 180, "ticks before the restart"
+        )
         server.stop()
         time.sleep(3)
         server.start()
         time.sleep(5)
         stop.set()
         feeder.join(60)
-        wait_for(lambda: query(pg, "select count(*) from raw.ticks")[0][0] >= len(sent), 180,
-                 "every tick after the restart")
+        wait_for(
+            lambda: query(pg, "select count(*) from raw.ticks")[0][0] >= len(sent),
+            180,
+            "every tick after the restart",
+        )
         assert job.alive()
         assert query(pg, "select count(*), count(distinct (symbol, event_time)) from raw.ticks")[0] == (
-            len(sent), len(sent))
+            len(sent),
+            len(sent),
+        )
         ids = [r[0] for r in query(pg, "select batch_id from rt.stream_ledger order by 1")]
         assert ids == list(range(len(ids)))
     finally:
