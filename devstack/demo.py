@@ -173,6 +173,13 @@ def _count(table: str) -> int | None:
         return None
 
 
+def _count_for(table: str, symbols: list[str], condition: str) -> int:
+    """Rows of the demo's own symbols (the shared database may hold other data too)."""
+    with transaction("reader") as cur:
+        cur.execute(f"select count(*) from {table} where symbol = any(%s) and {condition}", (symbols,))
+        return cur.fetchone()[0]
+
+
 def _quality_score() -> str:
     try:
         with transaction("reader") as cur:
@@ -215,10 +222,11 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     rate = f"{plan.tick_rate:,.0f}/s over {plan.symbols} symbols"
     console.print(f"synthetic ticks: {rate} (log {procs['ticks'].log_file})")
 
-    expected_bars = plan.symbols * plan.history_days
+    symbols = plan.symbol_names()
     with console.status("waiting for the streaming job to land history, bars and indicators..."):
         landed = wait_until(
-            lambda: (_count("raw.bars") or 0) >= expected_bars and (_count("rt.indicators_1m") or 0) > 0,
+            lambda: _count_for("raw.bars", symbols, "interval = '1d'") >= plan.symbols * plan.history_days
+            and _count_for("rt.indicators_1m", symbols, "bar_start > now() - interval '10 minutes'") > 0,
             wait_s,
             interval_s=2.0,
         )
