@@ -179,12 +179,15 @@ def _parse(model: type[BaseModel], records: pd.DataFrame) -> tuple[pd.DataFrame,
         )
     candidates = np.flatnonzero(~oversize & (size > 0) & ~framing)
     slow = list(np.flatnonzero(~oversize & (size > 0) & framing))
-    good: list[np.ndarray] = []
-    _bisect(values, candidates, model, good, slow)
-    fast_idx = np.sort(np.concatenate(good)) if good else np.empty(0, dtype=np.int64)
-    parsed = _read_block([values[i] for i in fast_idx], model) if len(fast_idx) else _empty(model)
-    if parsed is None:  # pragma: no cover - every part parsed on its own
-        parsed, fast_idx = _empty(model), np.empty(0, dtype=np.int64)
+    parsed = _read_block([values[i] for i in candidates], model)
+    fast_idx = candidates
+    if parsed is None:  # something in the block is bad: bisect down to the records that fail alone
+        good: list[np.ndarray] = []
+        _bisect(values, candidates, model, good, slow)
+        fast_idx = np.sort(np.concatenate(good)) if good else np.empty(0, dtype=np.int64)
+        parsed = _read_block([values[i] for i in fast_idx], model) if len(fast_idx) else _empty(model)
+        if parsed is None:  # pragma: no cover - every part parsed on its own
+            parsed, fast_idx = _empty(model), np.empty(0, dtype=np.int64)
     extra_rows, extra_idx = [], []
     for i in slow:
         reason, detail, fields = contract_reason(model, values[i])
