@@ -33,6 +33,7 @@ from common.migrate import migrate
 from common.settings import kafka_settings, postgres_settings
 from spark_streaming import compute
 from spark_streaming import indicators as ind
+from spark_streaming import sink as sink_module
 from spark_streaming.feed import create_topics, delete_topics, producer, tick_value
 from spark_streaming.job import StreamingJob, build_session
 from spark_streaming.metrics import StreamingMetrics
@@ -320,6 +321,18 @@ def _sink_ratio(rows: int) -> dict:
         )
         sink_times.append(time.perf_counter() - t)
         sink.close()
+    land_times = []
+    wconn = connect("writer", pg)
+    for _ in range(3):
+        cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
+        t = time.perf_counter()
+        with wconn, wconn.cursor() as wcur:  # the landing step alone: COPY to temp + deduplicating insert
+            wcur.execute(sink_module._TEMP_TABLES)
+            sink_module._ensure_partitions(wcur, "raw.ticks", frame["event_time_ms"])
+            sink_module._copy(wcur, "t_ticks", frame, list(sink_module._TICK_COPY))
+            wcur.execute(sink_module._INSERT_TICKS)
+        land_times.append(time.perf_counter() - t)
+    wconn.close()
     cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
     cur.execute("drop table public.bench_ticks_copy")
     conn.close()
@@ -329,6 +342,8 @@ def _sink_ratio(rows: int) -> dict:
         "psql_copy_rows_per_s": round(rows / min(psql_times)),
         "sink_full_batch_rows_per_s": round(rows / min(sink_times)),
         "ratio_full_batch_to_psql_copy": round(min(psql_times) / min(sink_times), 3),
+        "landing_rows_per_s": round(rows / min(land_times)),
+        "ratio_landing_to_psql_copy": round(min(psql_times) / min(land_times), 3),
         "goal_ratio": 0.7,
     }
 

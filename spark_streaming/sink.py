@@ -448,9 +448,14 @@ class PostgresSink:
         return outcome
 
     def beat(self, status: str = "running") -> None:
-        """Refresh the heartbeat row outside a batch (idle query); errors are logged, not raised."""
+        """Refresh the heartbeat row outside a batch (idle query), on its own short connection so it can
+        never touch a batch's transaction; errors are logged, not raised."""
         try:
-            conn = self._connection()
+            conn = connect("writer", self.pg, database=self.database)
+        except DatabaseUnavailable as exc:
+            log.warning("event=heartbeat_failed error=%s", exc)
+            return
+        try:
             with conn, conn.cursor() as cur:
                 cur.execute(
                     "insert into rt.stream_heartbeat (query_name, query_id, beat_at, status)"
@@ -459,11 +464,12 @@ class PostgresSink:
                     " status = excluded.status",
                     (self.query_name, self.query_id, status),
                 )
-        except (psycopg2.Error, DatabaseUnavailable) as exc:
+        except psycopg2.Error as exc:
             log.warning(
                 "event=heartbeat_failed error=%s", str(exc).strip().splitlines()[0] if str(exc) else exc
             )
-            self.reset()
+        finally:
+            conn.close()
 
     def close(self) -> None:
         if self._conn is not None:
