@@ -451,6 +451,10 @@ class PostgresSink:
         """Refresh the heartbeat row outside a batch (idle query), on its own short connection so it can
         never touch a batch's transaction; errors are logged, not raised."""
         try:
+            query_id = self.query_id
+        except (OSError, ValueError, KeyError):  # the query never started: no checkpoint metadata yet
+            return
+        try:
             conn = connect("writer", self.pg, database=self.database)
         except DatabaseUnavailable as exc:
             log.warning("event=heartbeat_failed error=%s", exc)
@@ -462,7 +466,7 @@ class PostgresSink:
                     " values (%s, %s, now(), %s)"
                     " on conflict (query_name) do update set query_id = excluded.query_id, beat_at = now(),"
                     " status = excluded.status",
-                    (self.query_name, self.query_id, status),
+                    (self.query_name, query_id, status),
                 )
         except psycopg2.Error as exc:
             log.warning(
