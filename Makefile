@@ -48,14 +48,14 @@ $(VENV)/.installed: requirements.txt constraints.txt
 jars: $(JARS)/kafka/.installed $(JARS)/spark/.installed
 $(JARS)/kafka/.installed: jvm/kafka/pom.xml
 	@echo "fetching the Kafka broker jars"
-	@rm -rf $(JARS)/kafka && mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies \
-	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
-	@touch $@
+	@rm -rf $(JARS)/kafka.new && mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/kafka.new
+	@rm -rf $(JARS)/kafka && mv $(JARS)/kafka.new $(JARS)/kafka && touch $@
 $(JARS)/spark/.installed: jvm/spark/pom.xml
 	@echo "fetching the Spark Kafka connector and PostgreSQL JDBC jars"
-	@rm -rf $(JARS)/spark && mvn -q -B -f jvm/spark/pom.xml dependency:copy-dependencies \
-	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/spark
-	@touch $@
+	@rm -rf $(JARS)/spark.new && mvn -q -B -f jvm/spark/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/spark.new
+	@rm -rf $(JARS)/spark && mv $(JARS)/spark.new $(JARS)/spark && touch $@
 
 up: setup ## Start PostgreSQL, Kafka and Prometheus; apply migrations; create topics
 	@$(PY) -m devstack up

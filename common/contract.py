@@ -124,12 +124,15 @@ class BarInterval(StrEnum):
         }[self.value]
 
 
+SYMBOL_PATTERN = r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,30}$"
+"""Yahoo's symbol spelling, upper case: an optional leading ^ (indices), then letters, digits, . - =."""
+
 Symbol = Annotated[
     str,
     Field(
         min_length=1,
         max_length=32,
-        pattern=r"^[A-Z0-9][A-Z0-9.\-=^]*$",
+        pattern=SYMBOL_PATTERN,
         description="Instrument symbol as Yahoo spells it, upper case (AAPL, BTC-USD, ^GSPC, EURUSD=X).",
     ),
 ]

@@ -16,7 +16,7 @@ import csv
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from rich.table import Table
 from common.db import transaction
 from common.settings import PROJECT_ROOT, prometheus_settings, stack_settings
 from devstack.errors import StackError
-from devstack.process import read_pid, spawn, tail, terminate, wait_until
+from devstack.process import PidFileProcess, spawn, tail, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +100,21 @@ def write_history(plan: DemoPlan, home: Path) -> tuple[Path, Path]:
     return bars, instruments
 
 
-class Background:
-    """A pipeline process of the demo, run in the background with a pid file and a log."""
+@dataclass
+class Background(PidFileProcess):
+    """A pipeline process of the demo (`python <args>`), in the background with a pid file and log."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.name, self.args, self.env = name, args, env or {}
-        self.pid_file = _home() / f"{name}.pid"
-        self.log_file = _home() / f"{name}.log"
-
-    def running(self) -> bool:
-        return read_pid(self.pid_file) is not None
+    name: str
+    args: list[str]
+    state_dir: Path = field(default_factory=_home)
+    stop_timeout_s: float = 60.0
 
     def start(self) -> bool:
         if self.running():
             return False
-        spawn(
-            [_python(), *self.args],
-            self.log_file,
-            self.pid_file,
-            env={"PYTHONPATH": str(PROJECT_ROOT), **self.env},
-        )
+        self.home.mkdir(parents=True, exist_ok=True)
+        spawn([_python(), *self.args], self.log_file, self.pid_file, env={"PYTHONPATH": str(PROJECT_ROOT)})
         return True
-
-    def stop(self) -> bool:
-        return terminate(self.pid_file, timeout_s=60)
 
 
 def processes(plan: DemoPlan) -> dict[str, Background]:
@@ -225,8 +216,10 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     symbols = plan.symbol_names()
     with console.status("waiting for the streaming job to land history, bars and indicators..."):
         landed = wait_until(
-            lambda: _count_for("raw.bars", symbols, "interval = '1d'") >= plan.symbols * plan.history_days
-            and _count_for("rt.indicators_1m", symbols, "bar_start > now() - interval '10 minutes'") > 0,
+            lambda: (
+                _count_for("raw.bars", symbols, "interval = '1d'") >= plan.symbols * plan.history_days
+                and _count_for("rt.indicators_1m", symbols, "bar_start > now() - interval '10 minutes'") > 0
+            ),
             wait_s,
             interval_s=2.0,
         )

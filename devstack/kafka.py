@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from common.contract import TOPICS, TopicSpec
 from common.settings import PROJECT_ROOT, KafkaSettings, stack_settings
 from devstack.errors import StackError
-from devstack.process import port_open, read_pid, require_free_ports, spawn, tail, terminate
+from devstack.process import PidFileProcess, port_open, require_free_ports, spawn, tail
 
 LOG4J_CONFIG = PROJECT_ROOT / "config" / "kafka" / "log4j2.properties"
 JMX_CONFIG = PROJECT_ROOT / "monitoring" / "kafka-jmx.yml"
@@ -49,15 +49,12 @@ def server_properties(settings: KafkaSettings, log_dir: Path) -> dict[str, str]:
 
 
 @dataclass
-class Kafka:
+class Kafka(PidFileProcess):
     settings: KafkaSettings
     state_dir: Path
     jars_dir: Path | None = None
     name: str = "kafka"
-
-    @property
-    def home(self) -> Path:
-        return self.state_dir / "kafka"
+    stop_timeout_s: float = 30.0
 
     @property
     def log_dir(self) -> Path:
@@ -66,14 +63,6 @@ class Kafka:
     @property
     def jars(self) -> Path:
         return self.jars_dir or stack_settings().jars_dir / "kafka"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "kafka.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "kafka.log"
 
     @property
     def config_file(self) -> Path:
@@ -154,12 +143,6 @@ class Kafka:
             raise StackError(f"formatting Kafka storage failed: {result.stdout.strip()[-300:]}")
         return True
 
-    def running(self) -> bool:
-        return read_pid(self.pid_file) is not None
-
-    def pid(self) -> int | None:
-        return read_pid(self.pid_file)
-
     def start(self) -> None:
         """Spawn the broker; returns at once (see `healthy` and `wait_healthy`)."""
         if self.running():
@@ -186,9 +169,6 @@ class Kafka:
             str(self.config_file),
         ]
         spawn(cmd, self.log_file, self.pid_file)
-
-    def stop(self) -> bool:
-        return terminate(self.pid_file, timeout_s=30)
 
     def admin(self) -> AdminClient:
         return AdminClient(

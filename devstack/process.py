@@ -103,3 +103,40 @@ def tail(path: Path, lines: int = 5) -> str:
     except FileNotFoundError:
         return ""
     return " | ".join(line.strip() for line in text[-lines:])
+
+
+class PidFileProcess:
+    """A service run in the background: pid file and log in its own folder under the state folder.
+
+    Subclasses (dataclasses) provide `name` and `state_dir`.
+    """
+
+    name: str
+    state_dir: Path
+    stop_timeout_s: float = 20.0
+
+    @property
+    def home(self) -> Path:
+        return self.state_dir / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    def running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def stop(self) -> bool:
+        return terminate(self.pid_file, timeout_s=self.stop_timeout_s)
+
+    def failure_hint(self) -> str:
+        if not self.running():
+            return f"{self.name} exited (see {self.log_file}): {tail(self.log_file, 3)}"
+        return f"{self.name} is not answering (see {self.log_file}): {tail(self.log_file, 2)}"

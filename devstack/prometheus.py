@@ -11,7 +11,7 @@ import yaml
 
 from common.settings import PROJECT_ROOT, KafkaSettings, PostgresSettings, PrometheusSettings
 from devstack.errors import StackError
-from devstack.process import port_open, read_pid, require_free_ports, spawn, tail, terminate
+from devstack.process import PidFileProcess, port_open, require_free_ports, spawn
 
 PROMETHEUS_CONFIG = PROJECT_ROOT / "monitoring" / "prometheus.yml"
 
@@ -49,23 +49,11 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 @dataclass
-class Prometheus:
+class Prometheus(PidFileProcess):
     settings: PrometheusSettings
     kafka: KafkaSettings
     state_dir: Path
     name: str = "prometheus"
-
-    @property
-    def home(self) -> Path:
-        return self.state_dir / "prometheus"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "prometheus.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "prometheus.log"
 
     @property
     def address(self) -> str:
@@ -74,12 +62,6 @@ class Prometheus:
     @property
     def ports(self) -> list[int]:
         return [self.settings.port]
-
-    def running(self) -> bool:
-        return read_pid(self.pid_file) is not None
-
-    def pid(self) -> int | None:
-        return read_pid(self.pid_file)
 
     def start(self) -> None:
         if self.running():
@@ -102,36 +84,19 @@ class Prometheus:
             self.pid_file,
         )
 
-    def stop(self) -> bool:
-        return terminate(self.pid_file, timeout_s=20)
-
     def healthy(self) -> bool:
         return port_open(self.settings.host, self.settings.port) and http_ok(f"{self.settings.url}/-/ready")
 
-    def failure_hint(self) -> str:
-        return f"see {self.log_file}: {tail(self.log_file, 2)}"
-
 
 @dataclass
-class PostgresExporter:
+class PostgresExporter(PidFileProcess):
     """Debian's prometheus-postgres-exporter, reading server statistics as the reader role."""
 
     pg: PostgresSettings
     state_dir: Path
     port: int = 9187
     name: str = "postgres-exporter"
-
-    @property
-    def home(self) -> Path:
-        return self.state_dir / "postgres-exporter"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "exporter.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "exporter.log"
+    stop_timeout_s: float = 10.0
 
     @property
     def address(self) -> str:
@@ -140,12 +105,6 @@ class PostgresExporter:
     @property
     def ports(self) -> list[int]:
         return [self.port]
-
-    def running(self) -> bool:
-        return read_pid(self.pid_file) is not None
-
-    def pid(self) -> int | None:
-        return read_pid(self.pid_file)
 
     def start(self) -> None:
         if self.running():
@@ -165,11 +124,5 @@ class PostgresExporter:
             env={"DATA_SOURCE_NAME": dsn},
         )
 
-    def stop(self) -> bool:
-        return terminate(self.pid_file, timeout_s=10)
-
     def healthy(self) -> bool:
         return http_ok(f"http://{self.address}/metrics")
-
-    def failure_hint(self) -> str:
-        return f"see {self.log_file}: {tail(self.log_file, 2)}"

@@ -11,9 +11,10 @@ from pathlib import Path
 import exchange_calendars as xcals
 import pandas as pd
 
+from common.contract import SYMBOL_PATTERN
 from ingest.errors import SymbolFileError
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,31}$")
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 REQUIRED_COLUMNS = ("symbol", "asset_class")
 ALWAYS_OPEN = "24/7"
 WEEKDAYS = "24/5"

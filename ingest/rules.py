@@ -18,9 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from common.contract import MAX_MESSAGE_BYTES, SCHEMA_VERSION, Bar, BarInterval, RejectReason, Tick, Topic
+from common.contract import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    SYMBOL_PATTERN,
+    Bar,
+    BarInterval,
+    RejectReason,
+    Tick,
+    Topic,
+)
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,31}$")
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 SERVICE_FIELDS = frozenset({"schema_version", "source", "ingest_time_ms"})
 """Fields the ingest service fills itself; a raw record does not need them."""
 

@@ -6,8 +6,11 @@ hand, so a test never talks to a mock.
 
 from __future__ import annotations
 
+import random
+import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -55,7 +58,10 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        }
     finally:
         consumer.close()
 
@@ -97,3 +103,33 @@ def unique_symbol() -> str:
 @pytest.fixture(scope="session")
 def pg_settings():
     return postgres_settings()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` loopback ports that are free now and that the kernel never hands to outgoing sockets.
+
+    Ports from bind(0) come from the ephemeral range, where any outgoing connection may take one
+    between the test picking it and a server (re)binding it.
+    """
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(20_000, 32_000) if not low <= p <= high]
+    random.SystemRandom().shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free loopback ports below the ephemeral range")

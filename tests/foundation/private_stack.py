@@ -4,25 +4,13 @@ so lifecycle tests can stop and start services without touching the shared stack
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 from common.settings import PROJECT_ROOT, stack_settings
+from tests.conftest import free_ports
 
 PYTHON = str(PROJECT_ROOT / ".state" / "venv" / "bin" / "python")
-
-
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def private_env(state_dir: Path, **overrides: str) -> dict[str, str]:

@@ -71,3 +71,14 @@ def test_key_is_the_symbol_in_utf8_and_non_utf8_payloads_are_kept_as_base64():
     assert message_key("BTC-USD") == b"BTC-USD"
     assert payload_text(b'{"a": 1}') == ('{"a": 1}', "utf-8")
     assert payload_text(b"\xff\xfe") == ("//4=", "base64")
+
+
+@pytest.mark.parametrize("symbol", ["AAPL", "^GSPC", "BRK-B", "EURUSD=X", "BTC-USD", "0700.HK", "GC=F"])
+def test_symbols_as_yahoo_spells_them_are_accepted(symbol):
+    assert decode(Topic.TICKS, json.dumps(_tick(symbol=symbol)).encode()).symbol == symbol
+
+
+@pytest.mark.parametrize("symbol", ["", "A^B", "^", "-AAPL", "AAPL ", "X" * 33, "aapl"])
+def test_malformed_symbols_are_refused(symbol):
+    with pytest.raises(ValidationError):
+        decode(Topic.TICKS, json.dumps(_tick(symbol=symbol)).encode())

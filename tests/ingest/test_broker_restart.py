@@ -14,12 +14,9 @@ Made to hold on a loaded 2-core machine:
 
 from __future__ import annotations
 
-import random
-import socket
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -30,42 +27,17 @@ from devstack.kafka import Kafka
 from devstack.process import port_open, wait_until
 from ingest.service import produce_synthetic
 from ingest.sources.synthetic import SyntheticSource
+from tests.conftest import free_ports
 from tests.ingest.conftest import create_topics
 
 RATE, SYMBOLS, SEED, DURATION_S = 3_000, 30, 77, 10.0
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _free_ports_outside_ephemeral_range(n: int) -> list[int]:
-    """`n` loopback ports that are free now and that the kernel never hands out to outgoing sockets."""
-    low, high = _ephemeral_range()
-    candidates = [p for p in range(20_000, 32_000) if not low <= p <= high]
-    random.SystemRandom().shuffle(candidates)
-    ports: list[int] = []
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            return ports
-    raise RuntimeError("no free loopback ports below the ephemeral range")
-
-
 @pytest.fixture
 def private_kafka(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_TOOL_OPTIONS", JVM_OPTIONS)  # read by the broker JVMs this test starts
-    port, controller, jmx = _free_ports_outside_ephemeral_range(3)
+    port, controller, jmx = free_ports(3)
     (tmp_path / "jars").symlink_to(stack_settings().jars_dir)
     kafka = Kafka(
         KafkaSettings(

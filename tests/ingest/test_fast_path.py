@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.contract import Source, Tick, Topic, decode, encode, field_names
+from common.contract import SYMBOL_PATTERN, Source, Tick, Topic, decode, encode, field_names
 from ingest.instruments import Instrument, Instruments
 from ingest.pipeline import Pipeline
 from ingest.producer import KafkaSink
@@ -23,8 +23,7 @@ from tests.ingest.conftest import Reader
 NOW = 1_750_000_000_000
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200)
 finite = st.floats(allow_nan=False, allow_infinity=False)
-# the contract's symbol pattern (ingest also accepts a leading '^', as in ^GSPC: see docs/INGEST.md)
-symbols = st.from_regex(r"\A[A-Z0-9][A-Z0-9.\-=^]{0,31}\Z")
+symbols = st.from_regex(SYMBOL_PATTERN.replace("^", "\\A", 1).replace("$", "\\Z"))
 
 
 def test_wire_struct_fields_follow_the_contract_tick_field_order():

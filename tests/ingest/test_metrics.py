@@ -24,13 +24,12 @@ from yfinance.pricing_pb2 import PricingData
 from common.contract import Topic
 from common.settings import PROJECT_ROOT
 from ingest.settings import DEFAULT_METRICS_PORT, IngestSettings
+from tests.conftest import free_ports
 from tests.ingest.conftest import create_topics, delete_topics
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _ingest(*args: str) -> subprocess.Popen:
