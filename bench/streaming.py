@@ -257,7 +257,7 @@ def _sink_ratio(rows: int) -> dict:
     conn.autocommit = True
     cur = conn.cursor()
     cur.execute("drop table if exists public.bench_ticks_copy")
-    cur.execute("create table public.bench_ticks_copy (like raw.ticks including defaults)")
+    cur.execute("create table public.bench_ticks_copy (like raw.ticks including defaults including indexes)")
     csv_path = Path(tempfile.mkdtemp()) / "ticks.csv"
     out = frame.copy()
     out["event_time"] = pd.to_datetime(out["event_time_ms"], unit="ms", utc=True)
