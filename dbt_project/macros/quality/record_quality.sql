@@ -38,60 +38,17 @@
             ~ (result.failures if result.failures is not none else 'null') ~ ", "
             ~ quality_literal(result.message) ~ ", "
             ~ (result.execution_time | round(3)) ~ ", "
-            ~ quality_literal(run_started_at.isoformat()) ~ "::timestamptz)") -%}
+            ~ quality_literal(run_started_at.isoformat()) ~ "::timestamptz, "
+            ~ quality_literal(quality_test_started_at(result)) ~ "::timestamptz)") -%}
     {%- endfor -%}
     {%- set weights = var('quality_weights') -%}
 
-    create schema if not exists quality;
-
-    create table if not exists quality.test_results (
-        invocation_id    text        not null,
-        unique_id        text        not null,
-        test_name        text        not null,
-        test_kind        text        not null check (test_kind in ('data', 'unit')),
-        test_type        text        not null,
-        dimension        text,
-        tested_node      text,
-        column_name      text,
-        status           text        not null,
-        severity         text,
-        failures         bigint,
-        message          text,
-        execution_time_s double precision,
-        run_started_at   timestamptz not null,
-        recorded_at      timestamptz not null default now(),
-        primary key (invocation_id, unique_id)
-    );
-
-    create table if not exists quality.run_scores (
-        invocation_id       text        primary key,
-        command             text        not null,
-        run_started_at      timestamptz not null,
-        recorded_at         timestamptz not null default now(),
-        dbt_version         text        not null,
-        tests_run           integer     not null,
-        tests_passed        integer     not null,
-        tests_warned        integer     not null,
-        tests_failed        integer     not null,
-        tests_skipped       integer     not null,
-        unit_tests_run      integer     not null,
-        unit_tests_failed   integer     not null,
-        score               double precision,
-        completeness_score  double precision,
-        uniqueness_score    double precision,
-        validity_score      double precision,
-        consistency_score   double precision,
-        freshness_score     double precision,
-        timeliness_score    double precision
-    );
-
-    create index if not exists test_results_run_started_at_idx on quality.test_results (run_started_at);
-    create index if not exists run_scores_run_started_at_idx on quality.run_scores (run_started_at);
+    {{ create_quality_tables() }}
 
     {% if rows %}
     insert into quality.test_results (
         invocation_id, unique_id, test_name, test_kind, test_type, dimension, tested_node, column_name,
-        status, severity, failures, message, execution_time_s, run_started_at
+        status, severity, failures, message, execution_time_s, run_started_at, test_started_at
     ) values
     {{ rows | join(',\n    ') }}
     on conflict (invocation_id, unique_id) do nothing;
@@ -183,4 +140,68 @@
 {#- A SQL string literal (or null) for any value. -#}
 {% macro quality_literal(value) -%}
     {%- if value is none -%}null{%- else -%}'{{ (value | string) | replace("'", "''") }}'{%- endif -%}
+{%- endmacro %}
+
+
+{#- The quality tables (also created by the on-run-start hook: the tests' recent slice reads
+    quality.test_results). -#}
+{% macro create_quality_tables() %}
+    create schema if not exists quality;
+
+    create table if not exists quality.test_results (
+        invocation_id    text        not null,
+        unique_id        text        not null,
+        test_name        text        not null,
+        test_kind        text        not null check (test_kind in ('data', 'unit')),
+        test_type        text        not null,
+        dimension        text,
+        tested_node      text,
+        column_name      text,
+        status           text        not null,
+        severity         text,
+        failures         bigint,
+        message          text,
+        execution_time_s double precision,
+        run_started_at   timestamptz not null,
+        recorded_at      timestamptz not null default now(),
+        primary key (invocation_id, unique_id)
+    );
+
+    create table if not exists quality.run_scores (
+        invocation_id       text        primary key,
+        command             text        not null,
+        run_started_at      timestamptz not null,
+        recorded_at         timestamptz not null default now(),
+        dbt_version         text        not null,
+        tests_run           integer     not null,
+        tests_passed        integer     not null,
+        tests_warned        integer     not null,
+        tests_failed        integer     not null,
+        tests_skipped       integer     not null,
+        unit_tests_run      integer     not null,
+        unit_tests_failed   integer     not null,
+        score               double precision,
+        completeness_score  double precision,
+        uniqueness_score    double precision,
+        validity_score      double precision,
+        consistency_score   double precision,
+        freshness_score     double precision,
+        timeliness_score    double precision
+    );
+
+    -- when the test's query began: a passing data test vouches for every row written before it, so
+    -- the next run's recent slice starts there (recent_slice_condition)
+    alter table quality.test_results add column if not exists test_started_at timestamptz;
+    create index if not exists test_results_unique_id_idx on quality.test_results (unique_id, test_started_at);
+    create index if not exists test_results_run_started_at_idx on quality.test_results (run_started_at);
+    create index if not exists run_scores_run_started_at_idx on quality.run_scores (run_started_at);
+{% endmacro %}
+
+
+{#- When a result's query began (its 'execute' timing, UTC), or none when it did not run. -#}
+{% macro quality_test_started_at(result) -%}
+    {%- for timing in result.timing if timing.name == 'execute' and timing.started_at -%}
+        {{ return(timing.started_at.isoformat() ~ ('' if timing.started_at.tzinfo else '+00:00')) }}
+    {%- endfor -%}
+    {{ return(none) }}
 {%- endmacro %}

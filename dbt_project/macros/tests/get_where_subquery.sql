@@ -1,6 +1,6 @@
 {#- Data tests on models read the recent slice: a test whose `where` config is 'recent_slice'
     (set for the staging, intermediate and marts folders in dbt_project.yml) sees only the rows
-    written within var('dq_test_window') (by dbt_updated_at); var dq_test_window = 'all' tests every
+    written since it last passed (recent_slice_condition); var dq_test_window = 'all' tests every
     row. Tests that compare rows with other rows (SLICE_AWARE_TESTS) get the whole relation and use
     recent_slice_condition() themselves: they check the keys or series touched by recent rows
     against all rows. Any other `where` works as in dbt. -#}
@@ -25,10 +25,32 @@
 {%- endmacro %}
 
 
-{#- The recent-slice condition for the current test, or '' when it tests every row. -#}
+{#- The recent-slice condition for the current test, or '' when it tests every row: the rows written
+    since this test last passed (its query's start, less var('staging_lookback'); a pass vouches for
+    every row written before it), or, for a test that never passed, within var('dq_test_window').
+    A failed or warned run does not move the start, so what it found is looked at again. The start is
+    read when the test is compiled (just before it runs) and written as a literal, so the planner
+    estimates the slice from the dbt_updated_at index and looks its keys up instead of scanning. -#}
 {% macro recent_slice_condition() -%}
     {%- if config.get('where', '') == 'recent_slice' and var('dq_test_window') != 'all' -%}
+        {%- set since = last_pass_started_at(model.unique_id) -%}
+        {%- if since -%}
+            {{ return("dbt_updated_at >= to_timestamp(" ~ since ~ ") - interval '" ~ var('staging_lookback') ~ "'") }}
+        {%- endif -%}
         {{ return("dbt_updated_at >= now() - interval '" ~ var('dq_test_window') ~ "'") }}
     {%- endif -%}
     {{ return('') }}
+{%- endmacro %}
+
+
+{#- When the last passing run of test `unique_id` began its query (quality.test_results, epoch
+    seconds), or none: never passed, no table yet, or not executing (parse). -#}
+{% macro last_pass_started_at(unique_id) -%}
+    {%- if not execute -%}{{ return(none) }}{%- endif -%}
+    {%- set exists = run_query("select to_regclass('quality.test_results') is not null") -%}
+    {%- if not exists.columns[0].values()[0] -%}{{ return(none) }}{%- endif -%}
+    {%- set found = run_query(
+        "select extract(epoch from max(test_started_at))::text"
+        ~ " from quality.test_results where unique_id = '" ~ unique_id ~ "' and status = 'pass'") -%}
+    {{ return(found.columns[0].values()[0]) }}
 {%- endmacro %}

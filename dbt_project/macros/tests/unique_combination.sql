@@ -1,8 +1,9 @@
 {#- No two rows share the values of `columns` (optionally among rows matching `where`).
     Returns one row per duplicated key with its count. With the recent slice (see
     get_where_subquery), only keys that have a recent row are reported, counted over all rows, so a
-    new row duplicating an old one is caught. One pass: a single grouping of the whole relation.
-    Quality dimension: uniqueness. -#}
+    new row duplicating an old one is caught: the keys of the slice's rows are looked up in the whole
+    relation (an index on the key makes that a few probes instead of a scan; rows with a null in the
+    key are not looked up, not_null tests cover them). Quality dimension: uniqueness. -#}
 {% test unique_combination(model, columns, where=none) %}
 {%- set slice = recent_slice_condition() -%}
 {%- set key = columns | join(', ') -%}
@@ -10,7 +11,15 @@ select
     {{ key }},
     count(*) as duplicates
 from {{ model }}
-{% if where %}where {{ where }}{% endif %}
+where
+    true
+    {% if where %}and ({{ where }}){% endif %}
+    {% if slice -%}
+    and ({{ key }}) in (
+        select {{ key }} from {{ model }}
+        where {{ slice }}{% if where %} and ({{ where }}){% endif %}
+    )
+    {%- endif %}
 group by {{ key }}
-having count(*) > 1 {% if slice %}and bool_or({{ slice }}){% endif %}
+having count(*) > 1
 {% endtest %}
