@@ -35,7 +35,7 @@ present as (
         {% if slice %}and {{ partition_by }} in (select series from recent_series){% endif %}
 ),
 
-present_trading as (
+present_trading as not materialized (
     select present.*
     from present
     inner join calendar on present.day = calendar.day
