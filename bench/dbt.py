@@ -4,8 +4,11 @@ Figures, in a database of its own (market_dbt_bench, recreated each run):
   full_build_s         `dbt build` from empty (seeds, every model, data and unit tests, quality hook),
                        wall clock of the dbt process; *_dbt_s is dbt's own elapsed time (no start-up),
                        *_models_s the sum of the models' execution times
-  incremental_s        `dbt build` after one new trading day for every symbol
-  noop_build_s         `dbt build` with nothing new: the fixed cost of dbt itself (baseline)
+  incremental_full_s   `dbt build` (unit tests included) after one new trading day for every symbol
+  incremental_s        `dbt build --exclude-resource-type unit_test` after one more new trading day: the
+                       daily run (unit tests check the code, not the data: they run in the full build,
+                       in pytest and whenever the project changes)
+  noop_build_s         the same command with nothing new: the fixed cost of dbt itself (baseline)
   copy_baseline_s      COPY of the same raw rows into raw.bars (CSV rendered beforehand): the
                        physical floor for one pass over the data
   query_ms_p50/p95     one symbol's year from marts.fct_daily_prices, as the read-only role
@@ -52,8 +55,11 @@ def _recreate_database(name: str) -> PostgresSettings:
     return settings
 
 
-def _build(database: str) -> dict[str, float]:
-    result = run_dbt(["build"], database=database, target_path=TARGET_PATH)
+DAILY_BUILD = ["build", "--exclude-resource-type", "unit_test"]
+
+
+def _build(database: str, args: list[str] | None = None) -> dict[str, float]:
+    result = run_dbt(args or ["build"], database=database, target_path=TARGET_PATH)
     if not result.ok:
         raise RuntimeError(f"dbt build failed in {database}:\n{result.stdout[-4000:]}")
     run_results = json.loads((TARGET_PATH / "run_results.json").read_text())
@@ -64,8 +70,8 @@ def _build(database: str) -> dict[str, float]:
 def run(quick: bool = False) -> dict:
     symbols = 50 if quick else 500
     settings = _recreate_database(DATABASE)
-    days = sample_data.trading_days(date.today() - timedelta(days=1), YEARS_OF_DAYS + 1)
-    history, new_day = days[:-1], days[-1:]
+    days = sample_data.trading_days(date.today() - timedelta(days=1), YEARS_OF_DAYS + 2)
+    history, new_days = days[:-2], days[-2:]
     series = [sample_data.daily_series(f"B{i:04d}", history, seed=i) for i in range(symbols)]
 
     load_before = os.getloadavg()[0]
@@ -85,10 +91,14 @@ def run(quick: bool = False) -> dict:
 
     full = _build(DATABASE)
 
-    extra = [sample_data.daily_series(f"B{i:04d}", new_day, seed=10_000 + i) for i in range(symbols)]
-    sample_data.load_daily_bars(writer, extra)
-    incremental = _build(DATABASE)
-    noop = _build(DATABASE)
+    incrementals = []
+    for n, day in enumerate(new_days):
+        seed = 10_000 * (n + 1)
+        extra = [sample_data.daily_series(f"B{i:04d}", [day], seed=seed + i) for i in range(symbols)]
+        sample_data.load_daily_bars(writer, extra)
+        incrementals.append(_build(DATABASE, None if n == 0 else DAILY_BUILD))
+    incremental_full, incremental = incrementals
+    noop = _build(DATABASE, DAILY_BUILD)
     writer.close()
 
     reader = connect("reader", settings)
@@ -115,6 +125,8 @@ def run(quick: bool = False) -> dict:
         "full_build_s": round(full["wall"], 2),
         "full_build_dbt_s": round(full["dbt"], 2),
         "full_build_models_s": round(full["models"], 2),
+        "incremental_full_s": round(incremental_full["wall"], 2),
+        "incremental_full_models_s": round(incremental_full["models"], 2),
         "incremental_s": round(incremental["wall"], 2),
         "incremental_dbt_s": round(incremental["dbt"], 2),
         "incremental_models_s": round(incremental["models"], 2),
@@ -123,7 +135,9 @@ def run(quick: bool = False) -> dict:
         "query_rows": len(fetched),
         "query_ms_p50": round(statistics.median(timings), 2),
         "query_ms_p95": round(sorted(timings)[int(len(timings) * 0.95) - 1], 2),
+        "full_build_over_copy": round(full["wall"] / copy_s, 1),
         "full_build_models_over_copy": round(full["models"] / copy_s, 1),
+        "incremental_over_copy": round(incremental["wall"] / copy_s, 2),
         "incremental_over_noop": round(incremental["wall"] / noop["wall"], 2),
         "load_avg_1m_before": round(load_before, 1),
         "load_avg_1m_after": round(os.getloadavg()[0], 1),
