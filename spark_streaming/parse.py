@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from common.contract import (
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
+    SYMBOL_PATTERN,
     Bar,
     BarInterval,
     DeadLetter,
@@ -43,7 +44,6 @@ from common.contract import (
     Tick,
 )
 
-SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9.\-=^]*$"
 META = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_ms"]
 
 
