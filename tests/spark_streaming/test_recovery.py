@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +118,10 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
     """A private PostgreSQL server (the shared one stays up), restarted while ticks keep coming."""
     port = next(p for p in range(55433, 55500) if not port_open("127.0.0.1", p))
     pg = postgres_settings().model_copy(update={"port": port, "database": "market"})
-    server = Postgres(settings=pg, state_dir=tmp_path / "pg", name="test-postgresql")
+    # not under pytest's tmp folder: a concurrent pytest session resets /tmp/pytest-of-<user> to 0700,
+    # and the postgres user must keep traversing the path to its data directory
+    pg_home = Path(tempfile.mkdtemp(prefix="stream-pg-", dir="/tmp"))
+    server = Postgres(settings=pg, state_dir=pg_home, name="test-postgresql")
     server.start()
     tag = uuid.uuid4().hex[:6].upper()
     topics = private_topics(bootstrap_servers, tag.lower())
@@ -174,3 +180,4 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
             job.stop()
         server.stop()
         delete_topics(bootstrap_servers, topics.values())
+        shutil.rmtree(pg_home, ignore_errors=True)
