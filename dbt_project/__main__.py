@@ -1,6 +1,7 @@
 """CLI: run dbt on this project with the repo's connection settings.
 
 python -m dbt_project build                 # dbt build (seeds, models, tests, quality hook)
+python -m dbt_project build --skip-unit-tests   # the daily run: data tests only
 python -m dbt_project dbt -- source freshness
 python -m dbt_project docs                  # dbt docs generate, then serve on 127.0.0.1:8580
 """
@@ -30,9 +31,16 @@ def build(
     database: str = typer.Option(None, help="Database to build in (default: PG_DATABASE from .env)."),
     full_refresh: bool = typer.Option(False, "--full-refresh", help="Rebuild incremental models."),
     select: str = typer.Option(None, "--select", "-s", help="dbt node selection, e.g. 'fct_daily_prices+'."),
+    skip_unit_tests: bool = typer.Option(
+        False,
+        "--skip-unit-tests",
+        help="Leave out the unit tests (they check the code, not the data): the scheduled daily run.",
+    ),
 ) -> None:
     """dbt build: seeds, models, data tests, unit tests; the on-run-end hook records the quality score."""
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
+    if skip_unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     _finish(run_dbt(args, database=database, capture=False).returncode)
 
 
