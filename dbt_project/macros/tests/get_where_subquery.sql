@@ -54,3 +54,9 @@
         ~ " from quality.test_results where unique_id = '" ~ unique_id ~ "' and status = 'pass'") -%}
     {{ return(found.columns[0].values()[0]) }}
 {%- endmacro %}
+
+
+{#- Whether the current test's recent slice starts at its last pass (small) rather than the window. -#}
+{% macro recent_slice_is_since_pass() -%}
+    {{ return(last_pass_started_at(model.unique_id) is not none) }}
+{%- endmacro %}

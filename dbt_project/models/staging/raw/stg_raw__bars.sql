@@ -2,6 +2,7 @@
     config(
         partition_by={'field': 'bar_start', 'granularity': 'month'},
         unique_key=['symbol', 'bar_interval', 'bar_start'],
+        partition_indexes=[['dbt_updated_at'], ['symbol', 'trade_date']],
     )
 }}
 
