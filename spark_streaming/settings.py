@@ -47,7 +47,7 @@ class StreamingSettings(BaseSettings):
     zscore_threshold: float = 3.0
     gap_pct: float = 0.005
 
-    metrics_port: int = Field(default=9108, description="Prometheus endpoint port; 0 disables it.")
+    metrics_port: int = Field(default=9109, description="Prometheus endpoint port; 0 disables it.")
     metrics_host: str = "127.0.0.1"
     heartbeat_interval_s: float = Field(default=5.0, description="How often the heartbeat row is refreshed.")
     restart_backoff_s: float = Field(default=2.0, description="First wait before restarting a failed query.")
