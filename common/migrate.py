@@ -128,3 +128,24 @@ def set_role_passwords(conn, settings: PostgresSettings) -> None:
             if not password:
                 raise MigrationError(f"no password set for role {user}: set it in .env (see .env.example)")
             cur.execute(sql.SQL("alter role {} password %s").format(sql.Identifier(user)), (password,))
+
+
+def drop_database(settings: PostgresSettings) -> None:
+    """Drop `settings.database` if it exists, ending its sessions (for tests and benchmarks)."""
+    conn = connect("admin", settings, database="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.database))
+            )
+    finally:
+        conn.close()
+
+
+def recreate_database(name: str, settings: PostgresSettings | None = None) -> PostgresSettings:
+    """A fresh database `name` with every migration applied; returns settings pointing at it."""
+    fresh = (settings or postgres_settings()).model_copy(update={"database": name})
+    drop_database(fresh)
+    migrate(fresh)
+    return fresh

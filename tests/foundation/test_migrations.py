@@ -5,25 +5,20 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from psycopg2 import sql
 
 from common.db import connect
-from common.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
-from common.settings import PostgresSettings, postgres_settings
+from common.migrate import MIGRATIONS_DIR, MigrationError, discover, drop_database, migrate
+from common.settings import postgres_settings
 
 TEST_DB = "market_migrations_test"
 
 
 @pytest.fixture
 def fresh_db(stack):
-    admin = connect("admin", postgres_settings(), database="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEST_DB)))
-    yield PostgresSettings(database=TEST_DB)
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEST_DB)))
-    admin.close()
+    settings = postgres_settings().model_copy(update={"database": TEST_DB})
+    drop_database(settings)
+    yield settings
+    drop_database(settings)
 
 
 def test_migrations_apply_once_in_order_and_a_second_run_applies_nothing(fresh_db):

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from psycopg2 import errors, sql
+from psycopg2 import errors
 from pydantic import SecretStr
 
 from common.db import DatabaseUnavailable, connect
-from common.migrate import migrate
-from common.settings import PostgresSettings, postgres_settings
+from common.migrate import recreate_database
+from common.settings import PostgresSettings
 
 TEST_DB = "market_foundation_test"
 
@@ -19,14 +19,7 @@ TEST_DB = "market_foundation_test"
 @pytest.fixture(scope="module")
 def test_db(stack) -> PostgresSettings:
     """A private database with every migration applied, so retention tests touch nobody else."""
-    settings = PostgresSettings(database=TEST_DB)
-    admin = connect("admin", postgres_settings(), database="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(TEST_DB)))
-    admin.close()
-    migrate(settings)
-    return settings
+    return recreate_database(TEST_DB)
 
 
 def _conn(settings: PostgresSettings, role: str):

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from psycopg2 import sql
 
 from common.contract import Topic
 from common.db import connect
-from common.migrate import migrate
-from common.settings import PROJECT_ROOT, PostgresSettings, postgres_settings
+from common.migrate import recreate_database
+from common.settings import PROJECT_ROOT, PostgresSettings
 from spark_streaming.feed import create_topics, producer, send, tick_value
 
 BAR_MS = 60_000
@@ -35,18 +34,7 @@ def private_topics(bootstrap: str, tag: str) -> dict[Topic, str]:
 
 def private_database(name: str, pg: PostgresSettings | None = None) -> PostgresSettings:
     """A fresh database with every migration applied (dropped first if a previous run left it)."""
-    s = (pg or postgres_settings()).model_copy(update={"database": name})
-    drop_database(s)
-    migrate(s)
-    return s
-
-
-def drop_database(s: PostgresSettings) -> None:
-    conn = connect("admin", s, database="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(s.database)))
-    conn.close()
+    return recreate_database(name, pg)
 
 
 def query(s: PostgresSettings, text: str, args: tuple = ()) -> list[tuple]:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from common.contract import DeadLetter, RejectReason, Stage, Topic, encode
+from common.migrate import drop_database
 from spark_streaming import indicators as ind
 from spark_streaming.feed import delete_topics, tick_value
 from tests.spark_streaming.crafted import crafted
@@ -21,7 +22,6 @@ from tests.spark_streaming.helpers import (
     BAR_MS,
     JobProcess,
     bars_as_ticks,
-    drop_database,
     private_database,
     private_topics,
     produce,

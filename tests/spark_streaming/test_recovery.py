@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from common.contract import Topic
-from common.migrate import migrate
+from common.migrate import drop_database, migrate
 from common.settings import postgres_settings
 from devstack.postgres import Postgres
 from devstack.process import port_open
 from spark_streaming.feed import delete_topics, producer, tick_value
 from tests.spark_streaming.helpers import (
     JobProcess,
-    drop_database,
     private_database,
     private_topics,
     produce,
