@@ -328,9 +328,7 @@ def _sink_ratio(rows: int) -> dict:
         t = time.perf_counter()
         with wconn, wconn.cursor() as wcur:  # the landing step alone: COPY to temp + deduplicating insert
             wcur.execute(sink_module._TEMP_TABLES)
-            sink_module._ensure_partitions(wcur, "raw.ticks", frame["event_time_ms"])
-            sink_module._copy(wcur, "t_ticks", frame, list(sink_module._TICK_COPY))
-            wcur.execute(sink_module._INSERT_TICKS)
+            sink_module.land_ticks(wcur, frame)
         land_times.append(time.perf_counter() - t)
     wconn.close()
     cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")

@@ -1,0 +1,76 @@
+"""The sink's tick landing step against the real PostgreSQL: exact dedup on (symbol, event_time)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.db import connect
+from spark_streaming.sink import _TEMP_TABLES, land_ticks
+from tests.spark_streaming.helpers import private_database, query
+
+
+def _ticks(symbols: list[str], times: list[int], offset0: int = 0) -> pd.DataFrame:
+    n = len(symbols)
+    return pd.DataFrame(
+        {
+            "symbol": symbols,
+            "event_time_ms": np.array(times, dtype=np.int64),
+            "price": 100.0 + np.arange(n),
+            "size": np.ones(n),
+            "bid": np.nan,
+            "ask": np.nan,
+            "day_volume": np.nan,
+            "currency": None,
+            "exchange": None,
+            "source": "test",
+            "ingest_time_ms": np.int64(times[0]) if n else 0,
+            "kafka_partition": 0,
+            "kafka_offset": offset0 + np.arange(n),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def landing_db(stack):
+    return private_database("test_stream_landing")
+
+
+def _land(db, frame: pd.DataFrame) -> pd.DataFrame:
+    conn = connect("writer", db)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(_TEMP_TABLES)
+            return land_ticks(cur, frame)
+    finally:
+        conn.close()
+
+
+def test_land_ticks_returns_only_the_rows_it_added_and_an_empty_frame_for_an_all_duplicate_batch(landing_db):
+    t = int(time.time() * 1000) - 60_000
+    first = _ticks(["ZB", "ZA", "ZC"], [t + 2, t + 1, t])
+    assert len(_land(landing_db, first)) == 3
+    again = _ticks(["ZA", "ZB"], [t + 1, t + 2], offset0=10)
+    added = _land(landing_db, again)
+    assert added.empty
+    assert list(added.columns) == list(again.columns)
+    mixed = _ticks(["ZA", "ZD", "ZC", "ZC"], [t + 1, t, t, t + 5], offset0=20)
+    added = _land(landing_db, mixed)
+    assert sorted(zip(added["symbol"], added["event_time_ms"].tolist(), strict=True)) == [
+        ("ZC", t + 5),
+        ("ZD", t),
+    ]
+    # the first landed row of a key stays: offsets 0..2 for the first three keys, not the replays
+    rows = query(landing_db, "select symbol, kafka_offset from raw.ticks order by symbol, event_time")
+    assert rows == [("ZA", 1), ("ZB", 0), ("ZC", 2), ("ZC", 23), ("ZD", 21)]
+
+
+def test_land_ticks_keeps_the_input_row_values_of_the_added_rows(landing_db):
+    t = int(time.time() * 1000) - 30_000
+    frame = _ticks(["Q,1", 'Q"2'], [t, t])  # CSV-hostile symbols survive the COPY both ways
+    added = _land(landing_db, frame)
+    assert sorted(added["symbol"]) == sorted(["Q,1", 'Q"2'])
+    assert added.set_index("symbol")["price"].to_dict() == {"Q,1": 100.0, 'Q"2': 101.0}
