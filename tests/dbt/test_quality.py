@@ -130,11 +130,21 @@ def test_crossed_prices_and_a_duplicate_day_fail_their_tests_and_lower_the_score
     assert run[1] < quality_db.clean_score
 
 
+def test_a_found_duplicate_fails_again_on_the_next_build_with_nothing_new(quality_db):
+    # the recent slice starts at the test's last pass, not at the previous run: the duplicate planted
+    # above is not new any more, and is still reported
+    result = quality_db.dbt("build")
+    assert result.returncode == 1
+    invocation = latest_run(quality_db)[0]
+    assert status_of(quality_db, invocation, "unique_combination_stg_raw__bars") == "fail"
+    assert status_of(quality_db, invocation, "ohlc_consistent_stg_raw__bars") == "fail"
+
+
 def test_quality_rows_are_one_per_invocation(quality_db):
     ((runs, invocations),) = quality_db.query(
         "select count(*), count(distinct invocation_id) from quality.run_scores"
     )
-    assert runs == invocations == 2
+    assert runs == invocations == 3
     dupes = quality_db.query(
         "select count(*) from (select invocation_id, unique_id from quality.test_results"
         " group by 1, 2 having count(*) > 1) d"
