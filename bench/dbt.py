@@ -26,11 +26,9 @@ import statistics
 import time
 from datetime import date, timedelta
 
-from psycopg2 import sql
-
 from common.db import connect
-from common.migrate import migrate
-from common.settings import PostgresSettings, stack_settings
+from common.migrate import recreate_database
+from common.settings import stack_settings
 from dbt_project import sample_data
 from dbt_project.runner import run_dbt
 
@@ -39,20 +37,6 @@ log = logging.getLogger(__name__)
 DATABASE = "market_dbt_bench"
 YEARS_OF_DAYS = 2520
 TARGET_PATH = stack_settings().state_dir / "dbt-bench-target"
-
-
-def _recreate_database(name: str) -> PostgresSettings:
-    settings = PostgresSettings(database=name)
-    conn = connect("admin", settings, database="postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
-            cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-    migrate(settings)
-    return settings
 
 
 DAILY_BUILD = ["build", "--exclude-resource-type", "unit_test"]
@@ -69,7 +53,7 @@ def _build(database: str, args: list[str] | None = None) -> dict[str, float]:
 
 def run(quick: bool = False) -> dict:
     symbols = 50 if quick else 500
-    settings = _recreate_database(DATABASE)
+    settings = recreate_database(DATABASE)
     days = sample_data.trading_days(date.today() - timedelta(days=1), YEARS_OF_DAYS + 2)
     history, new_days = days[:-2], days[-2:]
     series = [sample_data.daily_series(f"B{i:04d}", history, seed=i) for i in range(symbols)]

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
 from common.db import connect
-from common.migrate import migrate
+from common.migrate import recreate_database
 from common.settings import PostgresSettings
 from dbt_project import sample_data
 from dbt_project.runner import DbtResult, run_dbt
@@ -24,21 +23,6 @@ DAILY_SYMBOLS = ("DBTA", "DBTB", "DBTC")
 GAPPY_SYMBOL = "DBTGAP"
 INTRADAY_SYMBOL = "DBTINTRA"
 STREAM_SYMBOL = "DBTRT"
-
-
-def recreate_database(name: str) -> PostgresSettings:
-    """Drop and create `name` (a database only these tests use) and apply the migrations."""
-    settings = PostgresSettings(database=name)
-    conn = connect("admin", settings, database="postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
-            cur.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-    migrate(settings)
-    return settings
 
 
 @dataclass

@@ -6,8 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
+from common.migrate import recreate_database
 from dbt_project import sample_data
-from tests.dbt.conftest import DbtDatabase, recreate_database
+from tests.dbt.conftest import DbtDatabase
 
 pytestmark = pytest.mark.slow
 
