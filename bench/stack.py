@@ -1,4 +1,7 @@
-"""Local stack footprint: resident memory of the idle services (goal: under 2 GiB together)."""
+"""Local stack footprint: memory of the idle services (goal: under 2 GiB together).
+
+Proportional set size (PSS) per process tree: shared pages (PostgreSQL's shared buffers, mapped by
+every backend) count once in total instead of once per process, as plain RSS would."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import psutil
 from devstack import stack
 
 
-def _tree_rss(pid: int) -> int:
+def _tree_pss(pid: int) -> int:
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -19,7 +22,7 @@ def _tree_rss(pid: int) -> int:
     total = 0
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
+            total += proc.memory_full_info().pss
     return total
 
 
@@ -30,7 +33,7 @@ def run(quick: bool = False) -> dict:
     for _ in range(samples):
         for status in stack.status():
             if status.pid:
-                peak[status.name] = max(peak.get(status.name, 0), _tree_rss(status.pid))
+                peak[status.name] = max(peak.get(status.name, 0), _tree_pss(status.pid))
         time.sleep(1)
-    mib = {name: round(rss / 2**20, 1) for name, rss in peak.items()}
-    return {"idle_rss_mib": mib, "idle_rss_total_mib": round(sum(mib.values()), 1), "goal_mib": 2048}
+    mib = {name: round(size / 2**20, 1) for name, size in peak.items()}
+    return {"idle_pss_mib": mib, "idle_pss_total_mib": round(sum(mib.values()), 1), "goal_mib": 2048}
