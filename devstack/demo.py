@@ -53,7 +53,10 @@ class DemoPlan:
     seed: int = 7
 
     def symbol_names(self) -> list[str]:
-        return [f"SYN{i:04d}" for i in range(self.symbols)]
+        """The names the synthetic source gives its symbols, so history and ticks share them."""
+        from ingest.sources.synthetic import symbol_names
+
+        return symbol_names(self.symbols)
 
 
 def _home() -> Path:

@@ -9,15 +9,12 @@ from __future__ import annotations
 import random
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from common.db import connect
-from common.settings import kafka_settings, postgres_settings
+from common.settings import kafka_settings
 from devstack import stack as devstack
 
 
@@ -25,27 +22,6 @@ from devstack import stack as devstack
 def stack() -> None:
     """The local services, started if needed (idempotent and fast when already up)."""
     devstack.up()
-
-
-@pytest.fixture
-def pg_admin(stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = connect("admin")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def pg_writer(stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = connect("writer")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def pg_reader(stack) -> Iterator[psycopg2.extensions.connection]:
-    conn = connect("reader")
-    yield conn
-    conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +74,6 @@ def consume_from(bootstrap: str, topic: str, start: dict[int, int], until_count:
 def unique_symbol() -> str:
     """A symbol no other test uses, so tests can share the contract topics and tables."""
     return "T" + uuid.uuid4().hex[:8].upper()
-
-
-@pytest.fixture(scope="session")
-def pg_settings():
-    return postgres_settings()
 
 
 def _ephemeral_range() -> tuple[int, int]:
