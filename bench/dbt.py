@@ -42,11 +42,14 @@ TARGET_PATH = stack_settings().state_dir / "dbt-bench-target"
 DAILY_BUILD = ["build", "--exclude-resource-type", "unit_test"]
 
 
-def _build(database: str, args: list[str] | None = None) -> dict[str, float]:
+def _build(database: str, name: str, args: list[str] | None = None) -> dict[str, float]:
     result = run_dbt(args or ["build"], database=database, target_path=TARGET_PATH)
     if not result.ok:
         raise RuntimeError(f"dbt build failed in {database}:\n{result.stdout[-4000:]}")
-    run_results = json.loads((TARGET_PATH / "run_results.json").read_text())
+    text = (TARGET_PATH / "run_results.json").read_text()
+    # kept per step, for the per-node timings
+    (TARGET_PATH / f"run_results_{name}.json").write_text(text)
+    run_results = json.loads(text)
     models_s = sum(r["execution_time"] for r in run_results["results"] if r["unique_id"].startswith("model."))
     return {"wall": result.seconds, "dbt": run_results["elapsed_time"], "models": models_s}
 
@@ -73,16 +76,19 @@ def run(quick: bool = False) -> dict:
         copy_s = time.perf_counter() - started
     del buf
 
-    full = _build(DATABASE)
+    full = _build(DATABASE, "full_build")
 
     incrementals = []
     for n, day in enumerate(new_days):
         seed = 10_000 * (n + 1)
         extra = [sample_data.daily_series(f"B{i:04d}", [day], seed=seed + i) for i in range(symbols)]
         sample_data.load_daily_bars(writer, extra)
-        incrementals.append(_build(DATABASE, None if n == 0 else DAILY_BUILD))
+        if n == 0:
+            incrementals.append(_build(DATABASE, "incremental_full"))
+        else:
+            incrementals.append(_build(DATABASE, "incremental", DAILY_BUILD))
     incremental_full, incremental = incrementals
-    noop = _build(DATABASE, DAILY_BUILD)
+    noop = _build(DATABASE, "noop_build", DAILY_BUILD)
     writer.close()
 
     reader = connect("reader", settings)

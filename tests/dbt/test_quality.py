@@ -76,6 +76,33 @@ def test_clean_data_scores_by_the_formula_and_records_every_test(quality_db):
     quality_db.clean_score = run[1]
 
 
+def test_a_new_day_after_a_gap_warns_through_the_incremental_completeness_check(quality_db):
+    # the clean build passed, so no_missing_trading_days checks only the new rows' neighbours
+    after = [
+        d
+        for d in sample_data.trading_days(quality_db.days[-1] + timedelta(days=14), 10)
+        if d > quality_db.days[-1]
+    ]
+    writer = quality_db.connect("writer")
+    try:
+        sample_data.load_daily_bars(writer, [sample_data.daily_series("S", [after[1]], seed=99)])
+    finally:
+        writer.close()
+    result = quality_db.dbt("build", "--exclude-resource-type", "unit_test")
+    assert result.ok, result.stdout[-3000:]
+    (completeness,) = [
+        r
+        for r in quality_db.run_results()
+        if r["unique_id"].startswith("test.marketpipe.no_missing_trading_days")
+    ]
+    assert "neighbours" in completeness["compiled_code"]  # the incremental form ran
+    assert (completeness["status"], completeness["failures"]) == ("warn", 1)
+    (missing,) = quality_db.query(
+        "select count(*) from marts.fct_daily_prices where symbol = 'S' and trade_date = %s", (after[0],)
+    )
+    assert missing == (0,)
+
+
 AGED_MODELS = (
     "staging.stg_raw__bars",
     "intermediate.int_daily_bars_unioned",
@@ -145,7 +172,7 @@ def test_quality_rows_are_one_per_invocation(quality_db):
     ((runs, invocations),) = quality_db.query(
         "select count(*), count(distinct invocation_id) from quality.run_scores"
     )
-    assert runs == invocations == 3
+    assert runs == invocations == 4
     dupes = quality_db.query(
         "select count(*) from (select invocation_id, unique_id from quality.test_results"
         " group by 1, 2 having count(*) > 1) d"
