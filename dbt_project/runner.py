@@ -3,6 +3,11 @@
 profiles.yml reads every connection setting with env_var() under the PG_* names of
 common.settings.PostgresSettings; dbt_env() puts those values into a subprocess environment, so the
 same .env drives Python components and dbt.
+
+run_dbt() starts `dbt` as a subprocess (the CLI's way, and the default). run_dbt_in_process() calls
+dbt's programmatic entry point, dbtRunner, in the calling interpreter, the way Airflow with Cosmos
+(InvocationMode.DBT_RUNNER) runs it in a worker that has dbt imported already: the same command
+without a new Python process and dbt's imports.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +63,7 @@ def dbt_env(
             "TRANSFORM_THREADS": str(t.threads),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             # data tests group and sort whole marts: give their sessions room (models set it per transaction)
-            "PGOPTIONS": f"-c work_mem={t.test_work_mem}",
+            "PGOPTIONS": f"-c work_mem={t.test_work_mem} -c jit={'on' if t.jit else 'off'}",
             "DO_NOT_TRACK": "1",
         }
     )
@@ -101,3 +107,42 @@ def run_dbt(
     seconds = time.perf_counter() - started
     log.info("dbt_run args=%s returncode=%s seconds=%.2f", " ".join(args), proc.returncode, seconds)
     return DbtResult(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "", seconds)
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_dbt_in_process(
+    args: Sequence[str],
+    database: str | None = None,
+    pg: PostgresSettings | None = None,
+    transform: TransformSettings | None = None,
+    target_path: Path | None = None,
+) -> DbtResult:
+    """`dbt <args>` through dbtRunner in this interpreter, with run_dbt()'s environment and paths.
+
+    dbt's console output goes to this process's stdout (DbtResult.stdout stays empty); returncode
+    follows the CLI's: 0 success, 1 a node failed, 2 dbt raised. Not for concurrent use (dbt keeps
+    global state per invocation); the environment is restored afterwards.
+    """
+    from dbt.cli.main import dbtRunner  # imported on first use: a second or more of imports
+
+    t = transform or TransformSettings()
+    cli = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    if target_path is not None:
+        cli += ["--target-path", str(target_path), "--log-path", str(target_path / "logs")]
+    started = time.perf_counter()
+    with _environment(dbt_env(pg, t, database)):
+        result = dbtRunner().invoke(cli)
+    seconds = time.perf_counter() - started
+    returncode = 0 if result.success else (2 if result.exception is not None else 1)
+    log.info("dbt_run_in_process args=%s returncode=%s seconds=%.2f", " ".join(args), returncode, seconds)
+    return DbtResult(tuple(args), returncode, "", repr(result.exception) if result.exception else "", seconds)

@@ -22,3 +22,6 @@ class TransformSettings(BaseSettings):
     docs_port: int = 8580
     timeout_s: float = 1800.0
     test_work_mem: str = "128MB"
+    # PostgreSQL's JIT compiles a query whose estimated cost is high: a test on a table without
+    # statistics yet (just built) spent 1.3-4 s compiling a 0.1 s query; off for dbt's sessions
+    jit: bool = False

@@ -65,13 +65,7 @@ rt_bars as (
 
 daily_bars as (
     select
-        symbol,
-        trade_date,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        {{ daily_bar_columns() }},
         '1d' as source_interval,
         0 as source_rank
     from raw_bars
@@ -80,28 +74,16 @@ daily_bars as (
 
 intraday_bars as (
     select
-        symbol,
-        trade_date,
+        {{ daily_bar_columns() }},
         bar_start,
-        open,
-        high,
-        low,
-        close,
-        volume,
         bar_interval as source_interval,
         {{ interval_minutes('bar_interval') }} as source_rank
     from raw_bars
     where bar_interval <> '1d'
     union all
     select
-        symbol,
-        trade_date,
+        {{ daily_bar_columns() }},
         bar_start,
-        open,
-        high,
-        low,
-        close,
-        volume,
         'rt_1m' as source_interval,
         100000 as source_rank
     from rt_bars
@@ -130,13 +112,7 @@ candidates as (
 
 best_per_day as (
     select distinct on (symbol, trade_date)
-        symbol,
-        trade_date,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        {{ daily_bar_columns() }},
         source_interval
     from candidates
     order by symbol, trade_date, source_rank

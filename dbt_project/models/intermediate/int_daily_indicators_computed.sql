@@ -59,13 +59,7 @@ previous_state as (
 
 new_rows as (
     select
-        bars.symbol,
-        bars.trade_date,
-        bars.open,
-        bars.high,
-        bars.low,
-        bars.close,
-        bars.volume,
+        {{ daily_bar_columns('bars') }},
         bars.source_interval,
         previous_state.row_num_before,
         previous_state.ta_state as seed_state
@@ -104,13 +98,7 @@ context_rows as (
 
 series as (
     select
-        symbol,
-        trade_date,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        {{ daily_bar_columns() }},
         source_interval,
         row_num_before,
         seed_state,
@@ -178,13 +166,7 @@ with_moving_averages as (
 
 final as (
     select
-        symbol,
-        trade_date,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        {{ daily_bar_columns() }},
         source_interval,
         row_num,
         ma_short as ma_50,

@@ -13,13 +13,7 @@ with indicators as (
 
 final as (
     select
-        symbol,
-        trade_date,
-        open,
-        high,
-        low,
-        close,
-        volume,
+        {{ daily_bar_columns() }},
         ma_50,
         ma_200,
         rsi_14,
