@@ -58,33 +58,56 @@ class SymbolStates:
         return int(self.matrix.nbytes)
 
 
+def _empty_bars() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in OPEN_BAR_COLUMNS}).astype(
+        {
+            "symbol": "object",
+            "bar_start_ms": "int64",
+            "trade_count": "int64",
+            "first_ms": "int64",
+            "last_ms": "int64",
+        }
+    )
+
+
+def _group_starts(codes: np.ndarray, bar_start: np.ndarray) -> np.ndarray:
+    """First index of each (symbol, minute) run in arrays sorted by symbol code and minute."""
+    change = (codes[1:] != codes[:-1]) | (bar_start[1:] != bar_start[:-1])
+    return np.flatnonzero(np.concatenate(([True], change)))
+
+
 def aggregate_ticks(ticks: pd.DataFrame) -> pd.DataFrame:
-    """Ticks (symbol, event_time_ms, price, size) -> partial bars per (symbol, minute), OPEN_BAR_COLUMNS."""
+    """Ticks (symbol, event_time_ms, price, size) -> partial bars per (symbol, minute), OPEN_BAR_COLUMNS,
+    sorted by symbol and minute. Open and close are the prices of the first and last tick in event time.
+
+    numpy, not pandas' groupby: sort once, then reduce each run (pandas' named aggregations cost about
+    ten times as much per batch, profiled at 1,000 ticks/s)."""
     if ticks.empty:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in OPEN_BAR_COLUMNS}).astype(
-            {
-                "symbol": "object",
-                "bar_start_ms": "int64",
-                "trade_count": "int64",
-                "first_ms": "int64",
-                "last_ms": "int64",
-            }
-        )
-    t = ticks.sort_values(["symbol", "event_time_ms"], kind="stable")
-    t = t.assign(bar_start_ms=(t["event_time_ms"] // BAR_MS) * BAR_MS, pv=t["price"] * t["size"])
-    g = t.groupby(["symbol", "bar_start_ms"], sort=True)
-    out = g.agg(
-        open=("price", "first"),
-        high=("price", "max"),
-        low=("price", "min"),
-        close=("price", "last"),
-        volume=("size", "sum"),
-        pv=("pv", "sum"),
-        trade_count=("price", "size"),
-        first_ms=("event_time_ms", "min"),
-        last_ms=("event_time_ms", "max"),
-    ).reset_index()
-    return out[OPEN_BAR_COLUMNS]
+        return _empty_bars()
+    codes, symbols = pd.factorize(ticks["symbol"].to_numpy(object), sort=True)
+    event_ms = ticks["event_time_ms"].to_numpy(np.int64)
+    bar_start = event_ms // BAR_MS * BAR_MS
+    order = np.lexsort((event_ms, bar_start, codes))
+    codes, bar_start, event_ms = codes[order], bar_start[order], event_ms[order]
+    price = ticks["price"].to_numpy(float)[order]
+    size = ticks["size"].to_numpy(float)[order]
+    starts = _group_starts(codes, bar_start)
+    ends = np.append(starts[1:], len(order)) - 1
+    return pd.DataFrame(
+        {
+            "symbol": np.asarray(symbols, dtype=object)[codes[starts]],
+            "bar_start_ms": bar_start[starts],
+            "open": price[starts],
+            "high": np.maximum.reduceat(price, starts),
+            "low": np.minimum.reduceat(price, starts),
+            "close": price[ends],
+            "volume": np.add.reduceat(size, starts),
+            "pv": np.add.reduceat(price * size, starts),
+            "trade_count": (ends - starts + 1).astype(np.int64),
+            "first_ms": event_ms[starts],
+            "last_ms": event_ms[ends],
+        }
+    )
 
 
 def merge_bars(existing: pd.DataFrame, partial: pd.DataFrame) -> pd.DataFrame:
@@ -94,27 +117,33 @@ def merge_bars(existing: pd.DataFrame, partial: pd.DataFrame) -> pd.DataFrame:
         return partial.copy()
     if partial.empty:
         return existing.copy()
-    both = pd.concat([existing[OPEN_BAR_COLUMNS], partial[OPEN_BAR_COLUMNS]], ignore_index=True)
-    both = both.sort_values(["symbol", "bar_start_ms", "first_ms"], kind="stable")
-    g = both.groupby(["symbol", "bar_start_ms"], sort=True)
-    merged = g.agg(
-        open=("open", "first"),
-        high=("high", "max"),
-        low=("low", "min"),
-        volume=("volume", "sum"),
-        pv=("pv", "sum"),
-        trade_count=("trade_count", "sum"),
-        first_ms=("first_ms", "min"),
-        last_ms=("last_ms", "max"),
-    ).reset_index()
-    last = (
-        both.sort_values(["symbol", "bar_start_ms", "last_ms"], kind="stable")
-        .groupby(["symbol", "bar_start_ms"], sort=True)["close"]
-        .last()
-        .reset_index(drop=True)
+    both = {c: np.concatenate([existing[c].to_numpy(), partial[c].to_numpy()]) for c in OPEN_BAR_COLUMNS}
+    codes, symbols = pd.factorize(both["symbol"].astype(object), sort=True)
+    bar_start = both["bar_start_ms"].astype(np.int64)
+    first_ms, last_ms = both["first_ms"].astype(np.int64), both["last_ms"].astype(np.int64)
+    by_first = np.lexsort((first_ms, bar_start, codes))  # open: of the part with the earliest tick
+    by_last = np.lexsort((last_ms, bar_start, codes))  # close: of the part with the latest tick
+    starts = _group_starts(codes[by_first], bar_start[by_first])
+    ends = np.append(starts[1:], len(by_first)) - 1
+
+    def reduce(column: str, how: np.ufunc, dtype: type = float) -> np.ndarray:
+        return how.reduceat(both[column].astype(dtype)[by_first], starts)
+
+    return pd.DataFrame(
+        {
+            "symbol": np.asarray(symbols, dtype=object)[codes[by_first][starts]],
+            "bar_start_ms": bar_start[by_first][starts],
+            "open": both["open"].astype(float)[by_first][starts],
+            "high": reduce("high", np.maximum),
+            "low": reduce("low", np.minimum),
+            "close": both["close"].astype(float)[by_last][ends],
+            "volume": reduce("volume", np.add),
+            "pv": reduce("pv", np.add),
+            "trade_count": reduce("trade_count", np.add, np.int64),
+            "first_ms": reduce("first_ms", np.minimum, np.int64),
+            "last_ms": reduce("last_ms", np.maximum, np.int64),
+        }
     )
-    merged["close"] = last.to_numpy()
-    return merged[OPEN_BAR_COLUMNS]
 
 
 @dataclass

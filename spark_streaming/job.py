@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -63,14 +64,35 @@ def build_session(s: StreamingSettings) -> SparkSession:
     return spark
 
 
+def _split_topics(records: pd.DataFrame, topics: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """The batch's rows by topic; a batch is usually all ticks, which then costs no copy."""
+    names = records["kafka_topic"].to_numpy(object)
+    out = {}
+    for t in topics:
+        mask = names == t
+        out[t] = records if mask.all() else records[mask]
+    return out
+
+
+_EMPTY_PARSES: dict[Callable, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+
+def _parse_topic(parse: Callable, records: pd.DataFrame, *args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`parse(records, *args)`; an empty topic reuses the (copied) result of parsing nothing."""
+    if not records.empty:
+        return parse(records, *args)
+    if parse not in _EMPTY_PARSES:
+        _EMPTY_PARSES[parse] = parse(records, *args)
+    valid, refused = _EMPTY_PARSES[parse]
+    return valid.copy(), refused.copy()
+
+
 def frames_from_records(records: pd.DataFrame, s: StreamingSettings) -> BatchFrames:
     """Raw Kafka rows (META, key, value) of the three topics -> parsed frames by destination."""
-    by_topic = {
-        t: records[records["kafka_topic"] == t] for t in (s.ticks_topic, s.bars_topic, s.deadletter_topic)
-    }
-    ticks, bad_ticks = parse_ticks(by_topic[s.ticks_topic], s.future_tolerance_ms)
-    bars, bad_bars = parse_bars(by_topic[s.bars_topic], s.future_tolerance_ms)
-    letters, bad_letters = parse_deadletters(by_topic[s.deadletter_topic])
+    by_topic = _split_topics(records, (s.ticks_topic, s.bars_topic, s.deadletter_topic))
+    ticks, bad_ticks = _parse_topic(parse_ticks, by_topic[s.ticks_topic], s.future_tolerance_ms)
+    bars, bad_bars = _parse_topic(parse_bars, by_topic[s.bars_topic], s.future_tolerance_ms)
+    letters, bad_letters = _parse_topic(parse_deadletters, by_topic[s.deadletter_topic])
     from_topic = pd.DataFrame(
         {
             "failed_at_ms": letters["failed_at_ms"].to_numpy(),
