@@ -145,6 +145,33 @@ def _topics(tag: str) -> dict[Topic, str]:
     }
 
 
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the job's Python process, its Spark JVM, PostgreSQL and the broker."""
+    me = psutil.Process()
+    groups: dict[str, list[psutil.Process]] = {
+        "python": [me],
+        "spark_jvm": [c for c in me.children(recursive=True) if c.name() == "java"],
+        "postgres": [],
+        "kafka": [],
+    }
+    for p in psutil.process_iter(["name", "username", "cmdline"]):
+        if p.info["username"] == "postgres":
+            groups["postgres"].append(p)
+        elif p.info["name"] == "java" and "kafka.Kafka" in " ".join(p.info["cmdline"] or []):
+            groups["kafka"].append(p)
+    out = {}
+    for name, procs in groups.items():
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        out[name] = total
+    return out
+
+
 def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: float) -> dict:
     tag = uuid.uuid4().hex[:8]
     topics = _topics(tag)
@@ -161,12 +188,18 @@ def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: floa
             )
             started = time.monotonic()
             proc.start()
+            # CPU per batch over the steady part (after the warm-up): a figure the machine's load
+            # moves far less than wall-clock latency (postgres counts every backend, other suites too)
+            time.sleep(warmup_s)
+            cpu0, batches0 = _cpu_seconds(), len(run.job.outcomes)
+            time.sleep(max(0.0, duration_s - 5))
+            cpu1, batches1 = _cpu_seconds(), len(run.job.outcomes)
             proc.join(duration_s + warmup_s + 120)
             produced_s = time.monotonic() - started
             expected = int(rate * (duration_s + warmup_s))
             _wait(lambda: sum(o.fresh_ticks for o in run.job.outcomes) >= expected * 0.999, 120)
             outcomes = list(run.job.outcomes)
-        lat, seconds, rows, t0 = [], [], [], None
+        lat, seconds, rows = [], [], []
         for o in outcomes:
             if o.skipped or not o.fresh_ticks:
                 continue
@@ -176,7 +209,6 @@ def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: floa
         all_lat = np.concatenate(lat) if lat else np.empty(0)
         cut = int(len(all_lat) * warmup_s / (duration_s + warmup_s))
         steady = all_lat[cut:] / 1000.0
-        del t0
         return {
             "rate_ticks_per_s": rate,
             "symbols": symbols,
@@ -191,6 +223,9 @@ def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: floa
             "batches": len(rows),
             "rows_per_batch_mean": round(float(np.mean(rows)), 1),
             "sink_seconds_p50": round(float(np.percentile(seconds, 50)), 3),
+            "cpu_ms_per_batch": {
+                k: round((cpu1[k] - cpu0[k]) * 1000 / max(1, batches1 - batches0)) for k in cpu0
+            },
         }
     finally:
         delete_topics(bootstrap, topics.values())
@@ -385,7 +420,9 @@ def run(quick: bool = False) -> dict:
     results["sink_vs_psql_copy"] = _sink_ratio(100_000 if quick else 500_000)
     spark = build_session(StreamingSettings())
     try:
-        seconds, warmup = (30, 10) if quick else (180, 20)
+        # the warm-up covers the JVM's JIT compilation of the per-batch code paths (about a minute
+        # of C1/C2 compiler threads at 1,000 ticks/s, seen with top -H), as a long-running job is warm
+        seconds, warmup = (30, 10) if quick else (180, 60)
         results["latency_1000"] = _latency(spark, 1_000, seconds, 500, warmup)
         results["latency_5000"] = _latency(spark, 5_000, seconds, 1_000, warmup)
         results["capacity"] = _capacity(spark, 300_000 if quick else 1_500_000, 1_000)
