@@ -47,6 +47,7 @@ def build_session(s: StreamingSettings) -> SparkSession:
         .config("spark.jars", ",".join(jars))
         .config("spark.driver.memory", s.driver_memory)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.metricsEnabled", "true")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import psycopg2
+import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -189,15 +190,49 @@ def _copy(cur, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
 def land_ticks(cur, ticks: pd.DataFrame) -> pd.DataFrame:
     """Land ticks (unique on (symbol, event_time_ms)) in raw.ticks; returns the ones really added.
 
-    COPY into the temp table in primary-key order: the index inserts then walk the btree in order
-    (measured 1.3-1.8x faster than Kafka order for 200k rows over 1,000 symbols); duplicates within the
-    batch are already gone, so the order cannot change which row wins.
+    Optimistic: one COPY straight into raw.ticks inside a savepoint, as fast as `psql \\copy` (a batch
+    rarely repeats a tick already landed: replayed batches are skipped by the ledger). If the COPY
+    meets a tick that is already there (unique violation), the savepoint is rolled back and the batch
+    takes the deduplicating path: COPY into the temp table, INSERT ... ON CONFLICT DO NOTHING
+    RETURNING the rows really added. Rows go in primary-key order either way: the index inserts then
+    walk the btree in order (measured 1.3-1.8x faster than Kafka order for 200k rows over 1,000
+    symbols); duplicates within the batch are already gone, so the order cannot change which row wins.
     """
     if ticks.empty:
         return ticks
     _ensure_partitions(cur, "raw.ticks", ticks["event_time_ms"])
-    _copy(cur, "t_ticks", ticks.sort_values(["symbol", "event_time_ms"]), list(_TICK_COPY))
+    ordered = ticks.sort_values(["symbol", "event_time_ms"])
+    cur.execute("savepoint land_ticks")
+    try:
+        _copy_ticks_direct(cur, ordered)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("rollback to savepoint land_ticks")
+    else:
+        cur.execute("release savepoint land_ticks")
+        return ticks.reset_index(drop=True)
+    _copy(cur, "t_ticks", ordered, list(_TICK_COPY))
     return ticks.merge(_insert_ticks(cur), on=["symbol", "event_time_ms"])
+
+
+def _copy_ticks_direct(cur, ticks: pd.DataFrame) -> None:
+    """COPY ticks into raw.ticks itself (event and ingest times as UTC timestamps, exact to the ms).
+
+    The times are written without a zone and read as UTC (SET LOCAL, this transaction only): Arrow
+    formats zoned timestamps 20x slower (1.2 s per 500k values here)."""
+    columns = {c: ticks[c] for c in _TICK_COPY}
+    for ms, ts in (("event_time_ms", "event_time"), ("ingest_time_ms", "ingest_time")):
+        columns[ts] = pa.array(columns.pop(ms).to_numpy(np.int64)).cast(pa.timestamp("ms"))
+    arrays = {
+        name: value
+        if isinstance(value, pa.Array)
+        else pa.array(value.to_numpy(object if value.dtype == object else None), from_pandas=True)
+        for name, value in columns.items()
+    }
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.table(arrays), buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    buf.seek(0)
+    cur.execute("set local time zone 'UTC'")
+    cur.copy_expert(f"copy raw.ticks ({', '.join(arrays)}) from stdin with (format csv)", buf)
 
 
 def _insert_ticks(cur) -> pd.DataFrame:

@@ -74,3 +74,28 @@ def test_land_ticks_keeps_the_input_row_values_of_the_added_rows(landing_db):
     added = _land(landing_db, frame)
     assert sorted(added["symbol"]) == sorted(["Q,1", 'Q"2'])
     assert added.set_index("symbol")["price"].to_dict() == {"Q,1": 100.0, 'Q"2': 101.0}
+
+
+def test_the_direct_copy_and_the_deduplicating_path_land_the_same_values(landing_db):
+    """A batch without duplicates goes straight into raw.ticks; one with a duplicate falls back to the
+    temp table and ON CONFLICT. Both must store the same values, times exact to the millisecond."""
+    t = int(time.time() * 1000) - 20_000
+    direct = _ticks(["PX", 'P"Y'], [t + 1, t + 7]).assign(bid=[99.5, np.nan], currency=["USD", None])
+    assert len(_land(landing_db, direct)) == 2
+    # PX at t + 1 is a duplicate: the whole batch takes the fallback, which adds only the new rows
+    fallback = _ticks(["PX", "PZ", 'P"Z'], [t + 1, t + 3, t + 9], offset0=5).assign(
+        bid=[1.0, 99.5, np.nan], currency=["EUR", "USD", None]
+    )
+    assert set(_land(landing_db, fallback)["symbol"]) == {"PZ", 'P"Z'}
+    rows = query(
+        landing_db,
+        "select symbol, (extract(epoch from event_time) * 1000)::bigint, (extract(epoch from ingest_time)"
+        " * 1000)::bigint, price, bid, currency, kafka_offset from raw.ticks where symbol like 'P%%'"
+        " order by event_time",
+    )
+    assert rows == [
+        ("PX", t + 1, t + 1, 100.0, 99.5, "USD", 0),
+        ("PZ", t + 3, t + 1, 101.0, 99.5, "USD", 6),
+        ('P"Y', t + 7, t + 1, 101.0, None, None, 1),
+        ('P"Z', t + 9, t + 1, 102.0, None, None, 7),
+    ]
