@@ -17,7 +17,7 @@ class TransformSettings(BaseSettings):
     )
 
     dbt_executable: Path = PROJECT_ROOT / ".state" / "venv" / "bin" / "dbt"
-    threads: int = 2
+    threads: int = 4  # dbt waits on PostgreSQL and on its own Python per node: 4 measured faster than 2 here
     docs_host: str = "127.0.0.1"
     docs_port: int = 8580
     timeout_s: float = 1800.0
