@@ -17,6 +17,7 @@ from common.contract import DeadLetter, RejectReason, Stage, Topic, encode
 from common.migrate import drop_database
 from spark_streaming import indicators as ind
 from spark_streaming.feed import delete_topics, tick_value
+from tests.conftest import free_ports
 from tests.spark_streaming.crafted import crafted
 from tests.spark_streaming.helpers import (
     BAR_MS,
@@ -119,7 +120,8 @@ def fed_job(bootstrap_servers, tmp_path_factory):
     assert p.flush(30) == 0
     total = len(items) + len(dl_items) + 1
 
-    job = JobProcess(tmp, topics, pg)
+    metrics_port = free_ports(1)[0]
+    job = JobProcess(tmp, topics, pg, metrics_port=metrics_port)
     job.start()
     try:
         wait_for(
@@ -138,6 +140,8 @@ def fed_job(bootstrap_servers, tmp_path_factory):
         "valid_dlv": valid_dlv,
         "start": start,
         "topics": topics,
+        "metrics_port": metrics_port,
+        "records": total,
     }
     job.stop()
     delete_topics(bootstrap_servers, topics.values())
@@ -202,3 +206,30 @@ def test_dead_letters_from_the_ingest_topic_are_landed_as_they_are(fed_job):
         (fed_job["topics"][Topic.DEADLETTER],),
     )
     assert rows == [("ingest", "oversize", "yahoo", "ZZZ")]
+
+
+def _scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {
+        sample.name + json.dumps(sample.labels, sort_keys=True): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_job_exports_its_progress_and_latency_to_prometheus(fed_job):
+    """The StreamingQueryListener (progress events through one JSON string) and the sink feed the
+    job's metrics endpoint: batch duration and rates from Spark's progress, latency from the sink."""
+    m = _scrape(fed_job["metrics_port"])
+    assert m["streaming_batch_duration_seconds{}"] > 0
+    assert m["streaming_processed_rows_per_second{}"] > 0
+    assert m["streaming_input_rows_per_second{}"] >= 0
+    assert time.time() - m["streaming_heartbeat_timestamp_seconds{}"] < 60
+    assert m['streaming_batches_total{"outcome": "committed"}'] >= 1
+    committed = query(fed_job["pg"], "select count(*) from raw.ticks")[0][0]
+    assert m["streaming_end_to_end_latency_seconds_count{}"] == committed
+    assert m["streaming_state_rows{}"] > 0
