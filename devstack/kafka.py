@@ -6,6 +6,7 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,22 @@ class Kafka(PidFileProcess):
             return f"the broker exited (see {self.log_file}): {tail(self.log_file, 3)}"
         return f"the broker is not answering on {self.address} (see {self.log_file})"
 
+    @staticmethod
+    def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> dict:
+        """Topic metadata once every topic in `names` shows up with its partitions: a topic just
+        created can be missing from the broker's metadata for a moment (seen under load in CI)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = admin.list_topics(timeout=10).topics
+            missing = [n for n in names if n not in meta or not meta[n].partitions]
+            if not missing:
+                return meta
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"topic(s) {', '.join(missing)} still missing from the broker's metadata after creation"
+                )
+            time.sleep(0.2)
+
     def ensure_topics(self, specs: dict | None = None) -> list[str]:
         """Create the contract's topics with their partitions and retention; returns those created."""
         specs = specs or TOPICS
@@ -215,7 +232,7 @@ class Kafka(PidFileProcess):
         return created
 
     def _check_topics(self, admin: AdminClient, specs: dict) -> None:
-        meta = admin.list_topics(timeout=10).topics
+        meta = self._wait_for_metadata(admin, [spec.name.value for spec in specs.values()])
         for spec in specs.values():
             spec: TopicSpec
             have = len(meta[spec.name.value].partitions)
