@@ -6,13 +6,13 @@ import base64
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from common.contract import TOPICS, TopicSpec
 from common.settings import PROJECT_ROOT, KafkaSettings, stack_settings
@@ -195,17 +195,23 @@ class Kafka(PidFileProcess):
     def _wait_for_metadata(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> dict:
         """Topic metadata once every topic in `names` shows up with its partitions: a topic just
         created can be missing from the broker's metadata for a moment (seen under load in CI)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            meta = admin.list_topics(timeout=10).topics
-            missing = [n for n in names if n not in meta or not meta[n].partitions]
-            if not missing:
-                return meta
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"topic(s) {', '.join(missing)} still missing from the broker's metadata after creation"
-                )
-            time.sleep(0.2)
+
+        def missing(meta: dict) -> list[str]:
+            return [n for n in names if n not in meta or not meta[n].partitions]
+
+        @retry(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(0.2),
+            retry=retry_if_result(lambda meta: bool(missing(meta))),
+            retry_error_callback=lambda state: state.outcome.result(),  # the last metadata, not an error
+        )
+        def metadata() -> dict:
+            return admin.list_topics(timeout=10).topics
+
+        meta = metadata()
+        if late := missing(meta):
+            raise StackError(f"topic(s) {', '.join(late)} missing from the broker's metadata after creation")
+        return meta
 
     def ensure_topics(self, specs: dict | None = None) -> list[str]:
         """Create the contract's topics with their partitions and retention; returns those created."""

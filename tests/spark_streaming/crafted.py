@@ -58,6 +58,17 @@ _DIRECTION = {  # +1: the signal fires when the parameter is large enough; -1: s
 }
 
 
+def _bar(opens: np.ndarray, closes: np.ndarray, vols: np.ndarray, i: int) -> ind.Bars:
+    """Bar `i` of a series as a one-symbol step input."""
+    return ind.Bars(
+        open=opens[i : i + 1],
+        close=closes[i : i + 1],
+        volume=vols[i : i + 1],
+        pv=closes[i : i + 1] * vols[i : i + 1],
+        day=np.zeros(1),
+    )
+
+
 def run_series(
     opens: np.ndarray, closes: np.ndarray, vols: np.ndarray, th: ind.SignalThresholds = ind.SignalThresholds()
 ) -> list[tuple[int, str]]:
@@ -65,13 +76,7 @@ def run_series(
     state = ind.empty_state(1)
     found = []
     for i in range(len(closes)):
-        bars = ind.Bars(
-            open=opens[i : i + 1],
-            close=closes[i : i + 1],
-            volume=vols[i : i + 1],
-            pv=closes[i : i + 1] * vols[i : i + 1],
-            day=np.zeros(1),
-        )
+        bars = _bar(opens, closes, vols, i)
         after, out = ind.step(state, bars)
         found += [(i, kind) for _, kind, _, _ in ind.detect(state, after, bars, out, th)]
         state = after
@@ -99,13 +104,7 @@ def _state_before_trigger(kind: str) -> np.ndarray:
     opens = np.concatenate([[closes[0]], closes[:-1]])
     state = ind.empty_state(1)
     for i in range(len(closes)):
-        bars = ind.Bars(
-            open=opens[i : i + 1],
-            close=closes[i : i + 1],
-            volume=vols[i : i + 1],
-            pv=closes[i : i + 1] * vols[i : i + 1],
-            day=np.zeros(1),
-        )
+        bars = _bar(opens, closes, vols, i)
         state, _ = ind.step(state, bars)
     return state
 
