@@ -24,6 +24,18 @@ JMX_CONFIG = PROJECT_ROOT / "monitoring" / "kafka-jmx.yml"
 NODE_ID = 1
 
 
+def new_cluster_id() -> str:
+    """What `kafka-storage random-uuid` prints: a random UUID in base64url without padding.
+
+    Like Kafka's own `Uuid.randomUuid`, it never starts with "-": the storage tool's argument
+    parser would read such an id as an option and refuse it (1 run in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def server_properties(settings: KafkaSettings, log_dir: Path) -> dict[str, str]:
     """The broker's configuration; docker-compose.yml mirrors it (tests/foundation checks)."""
     host, port = settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
@@ -121,8 +133,7 @@ class Kafka(PidFileProcess):
                 "move it away or run `make clean-state`."
             )
         java, cp = self._java(), self._classpath()
-        # what `kafka-storage random-uuid` prints: a random UUID, base64url without padding
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [
                 java,
@@ -141,7 +152,8 @@ class Kafka(PidFileProcess):
             text=True,
         )
         if result.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed: {result.stdout.strip()[-300:]}")
+            output = (result.stderr.strip() or result.stdout.strip())[-500:]
+            raise StackError(f"formatting Kafka storage failed (exit {result.returncode}): {output}")
         return True
 
     def start(self) -> None:
