@@ -5,10 +5,14 @@ Figures, in a database of its own (market_dbt_bench, recreated each run):
                        wall clock of the dbt process; *_dbt_s is dbt's own elapsed time (no start-up),
                        *_models_s the sum of the models' execution times
   incremental_full_s   `dbt build` (unit tests included) after one new trading day for every symbol
-  incremental_s        `dbt build --exclude-resource-type unit_test` after one more new trading day: the
-                       daily run (unit tests check the code, not the data: they run in the full build,
-                       in pytest and whenever the project changes)
+  incremental_s        the daily run after one more new trading day, as a user or cron starts it:
+                       `python -m dbt_project build --skip-unit-tests`, a new Python process that runs
+                       dbt in process and exits without interpreter teardown (unit tests check the
+                       code, not the data: they run in the full build, in pytest and whenever the
+                       project changes)
   noop_build_s         the same command with nothing new: the fixed cost of dbt itself (baseline)
+  incremental_dbt_cli_s  the daily run after a fourth new day through the plain `dbt` executable
+                       (`dbt build --exclude-resource-type unit_test`), which also pays the teardown
   incremental_in_process_s  the daily run after a third new day, as Airflow + Cosmos run it
                        (InvocationMode.DBT_RUNNER): dbtRunner().invoke() in this interpreter, which has
                        dbt imported (dbt_import_s, timed apart) and has run one daily build before (a
@@ -28,14 +32,17 @@ import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 from common.db import connect
 from common.migrate import recreate_database
 from common.settings import stack_settings
 from dbt_project import sample_data
-from dbt_project.runner import run_dbt, run_dbt_in_process
+from dbt_project.runner import PROJECT_DIR, DbtResult, run_dbt, run_dbt_in_process
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +52,27 @@ TARGET_PATH = stack_settings().state_dir / "dbt-bench-target"
 
 
 DAILY_BUILD = ["build", "--exclude-resource-type", "unit_test"]
+DAILY_CLI = ["build", "--skip-unit-tests"]
 
 
-def _build(
-    database: str, name: str, args: list[str] | None = None, in_process: bool = False
-) -> dict[str, float]:
-    run = run_dbt_in_process if in_process else run_dbt
-    result = run(args or ["build"], database=database, target_path=TARGET_PATH)
+def _run_cli(args: list[str], database: str, target_path: Path) -> DbtResult:
+    """`python -m dbt_project <args>`: the project's CLI in a new process, timed from outside."""
+    cmd = [sys.executable, "-m", "dbt_project", *args, "--database", database, "--target-path", str(target_path)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=PROJECT_DIR.parent, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    return DbtResult(tuple(args), proc.returncode, proc.stdout, proc.stderr, seconds)
+
+
+def _build(database: str, name: str, args: list[str] | None = None, how: str = "dbt") -> dict[str, float]:
+    """One dbt build; `how`: "dbt" (the dbt executable), "cli" (python -m dbt_project), "in_process"."""
+    if how == "cli":
+        result = _run_cli(args or ["build"], database, TARGET_PATH)
+    else:
+        run = run_dbt_in_process if how == "in_process" else run_dbt
+        result = run(args or ["build"], database=database, target_path=TARGET_PATH)
     if not result.ok:
-        raise RuntimeError(f"dbt build failed in {database}:\n{result.stdout[-4000:]}")
+        raise RuntimeError(f"dbt build failed in {database}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
     text = (TARGET_PATH / "run_results.json").read_text()
     # kept per step, for the per-node timings
     (TARGET_PATH / f"run_results_{name}.json").write_text(text)
@@ -65,8 +84,8 @@ def _build(
 def run(quick: bool = False) -> dict:
     symbols = 50 if quick else 500
     settings = recreate_database(DATABASE)
-    days = sample_data.trading_days(date.today() - timedelta(days=1), YEARS_OF_DAYS + 3)
-    history, new_days, third_day = days[:-3], days[-3:-1], days[-1]
+    days = sample_data.trading_days(date.today() - timedelta(days=1), YEARS_OF_DAYS + 4)
+    history, new_days, third_day, fourth_day = days[:-4], days[-4:-2], days[-2], days[-1]
     series = [sample_data.daily_series(f"B{i:04d}", history, seed=i) for i in range(symbols)]
 
     load_before = os.getloadavg()[0]
@@ -94,9 +113,9 @@ def run(quick: bool = False) -> dict:
         if n == 0:
             incrementals.append(_build(DATABASE, "incremental_full"))
         else:
-            incrementals.append(_build(DATABASE, "incremental", DAILY_BUILD))
+            incrementals.append(_build(DATABASE, "incremental", DAILY_CLI, how="cli"))
     incremental_full, incremental = incrementals
-    noop = _build(DATABASE, "noop_build", DAILY_BUILD)
+    noop = _build(DATABASE, "noop_build", DAILY_CLI, how="cli")
 
     # the daily run as the scheduler runs it: dbtRunner in an interpreter that has dbt imported and
     # has run it once (Cosmos' InvocationMode.DBT_RUNNER); the import is timed apart
@@ -104,11 +123,15 @@ def run(quick: bool = False) -> dict:
     import dbt.cli.main  # noqa: F401
 
     import_s = time.perf_counter() - started
-    _build(DATABASE, "warm_up_in_process", DAILY_BUILD, in_process=True)
+    _build(DATABASE, "warm_up_in_process", DAILY_BUILD, how="in_process")
     extra = [sample_data.daily_series(f"B{i:04d}", [third_day], seed=30_000 + i) for i in range(symbols)]
     sample_data.load_daily_bars(writer, extra)
-    in_process = _build(DATABASE, "incremental_in_process", DAILY_BUILD, in_process=True)
-    noop_in_process = _build(DATABASE, "noop_in_process", DAILY_BUILD, in_process=True)
+    in_process = _build(DATABASE, "incremental_in_process", DAILY_BUILD, how="in_process")
+    noop_in_process = _build(DATABASE, "noop_in_process", DAILY_BUILD, how="in_process")
+
+    extra = [sample_data.daily_series(f"B{i:04d}", [fourth_day], seed=40_000 + i) for i in range(symbols)]
+    sample_data.load_daily_bars(writer, extra)
+    dbt_cli = _build(DATABASE, "incremental_dbt_cli", DAILY_BUILD)
     writer.close()
 
     reader = connect("reader", settings)
@@ -147,6 +170,8 @@ def run(quick: bool = False) -> dict:
         "incremental_in_process_dbt_s": round(in_process["dbt"], 2),
         "incremental_in_process_models_s": round(in_process["models"], 2),
         "noop_in_process_s": round(noop_in_process["wall"], 2),
+        "incremental_dbt_cli_s": round(dbt_cli["wall"], 2),
+        "incremental_dbt_cli_dbt_s": round(dbt_cli["dbt"], 2),
         "query_rows": len(fetched),
         "query_ms_p50": round(statistics.median(timings), 2),
         "query_ms_p95": round(sorted(timings)[int(len(timings) * 0.95) - 1], 2),
@@ -162,7 +187,5 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
-
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

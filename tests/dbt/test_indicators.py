@@ -91,7 +91,8 @@ def test_incremental_new_days_equal_ta_lib_and_touch_only_their_partition(dbt_db
         assert_equals_ta_lib(dbt_db, s)
     # the untouched symbols' rows were not rewritten
     rewritten = dbt_db.query(
-        "select distinct symbol from marts.fct_daily_prices where xmin::text::bigint > %s order by 1",
+        "select distinct symbol from intermediate.int_daily_indicators_computed where xmin::text::bigint > %s"
+        " order by 1",
         (xid_before,),
     )
     assert [r[0] for r in rewritten] == sorted(symbols)
@@ -101,3 +102,46 @@ def test_incremental_new_days_equal_ta_lib_and_touch_only_their_partition(dbt_db
         (xid_before,),
     )
     assert partitions == [(f"staging.stg_raw__bars_p{month:%Y%m}",)]
+
+
+def test_late_corrections_resume_from_kept_state_or_recompute_the_symbol(dbt_db):
+    # a close corrected 5 trading days back resumes from the state kept on the day before it; one
+    # corrected 150 days back (older than var ta_state_days = 30) recomputes its symbol from day one
+    recent_symbol, old_symbol = DAILY_SYMBOLS[1], DAILY_SYMBOLS[2]
+    corrections = {recent_symbol: dbt_db.days[-5], old_symbol: dbt_db.days[-150]}
+    writer = dbt_db.connect("writer")
+    try:
+        with writer.cursor() as cur:
+            for symbol, day in corrections.items():
+                cur.execute(
+                    "update raw.bars set close = (high + low) / 2 + 0.001 * (high - low), landed_at = now()"
+                    " where symbol = %s and interval = '1d' and bar_start = %s",
+                    (symbol, sample_data.session_start_utc(day)),
+                )
+                assert cur.rowcount == 1
+        writer.commit()
+    finally:
+        writer.close()
+    (xid_before,) = dbt_db.query("select txid_current()")[0]
+
+    result = dbt_db.dbt("build")
+    assert result.ok, result.stdout[-3000:]
+
+    for symbol, day in corrections.items():
+        assert_equals_ta_lib(dbt_db, symbol)
+        ((stored_close, raw_close),) = dbt_db.query(
+            "select p.close, r.close from marts.fct_daily_prices p join raw.bars r"
+            " on r.symbol = p.symbol and r.interval = '1d' and r.bar_start = %s"
+            " where p.symbol = %s and p.trade_date = %s",
+            (sample_data.session_start_utc(day), symbol, day),
+        )
+        assert stored_close == raw_close
+    rewritten = dict(
+        dbt_db.query(
+            "select symbol, min(trade_date) from intermediate.int_daily_indicators_computed"
+            " where xmin::text::bigint > %s group by symbol",
+            (xid_before,),
+        )
+    )
+    first_day = dict(dbt_db.query("select symbol, min(trade_date) from marts.fct_daily_prices group by symbol"))
+    assert rewritten == {recent_symbol: corrections[recent_symbol], old_symbol: first_day[old_symbol]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +69,30 @@ def test_source_freshness_passes_on_just_landed_data(dbt_db):
         "source.marketpipe.raw.bars": "pass",
         "source.marketpipe.rt.bars_1m": "pass",
     }
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dbt_project", *args],
+        cwd=PROJECT_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_cli_runs_dbt_in_process_and_exits_with_its_code_and_its_whole_output(dbt_db, tmp_path):
+    # the CLI leaves through os._exit: what dbt printed and its run results must be written first
+    built = _cli(
+        "build", "--database", dbt_db.name, "--select", "stg_raw__dead_letters", "--target-path", str(tmp_path)
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "Completed successfully" in built.stdout
+    results = json.loads((tmp_path / "run_results.json").read_text())["results"]
+    assert "model.marketpipe.stg_raw__dead_letters" in {r["unique_id"] for r in results}
+
+    failed = _cli("dbt", "--database", dbt_db.name, "--", "run-operation", "no_such_macro")
+    assert failed.returncode != 0
+    assert "no_such_macro" in failed.stdout + failed.stderr
+    assert "dbt exited with" in failed.stderr

@@ -123,6 +123,7 @@
     {%- if meta.get('dq_dimension') -%}{{ return(meta['dq_dimension']) }}{%- endif -%}
     {%- set by_test = {
         'not_null': 'completeness',
+        'not_null_columns': 'completeness',
         'no_missing_trading_days': 'completeness',
         'unique': 'uniqueness',
         'unique_combination': 'uniqueness',

@@ -1,30 +1,56 @@
 {{ config(materialized='table', indexes=[{'columns': ['symbol'], 'unique': true}]) }}
 
 -- One row per symbol seen in daily prices or the stream: its history span and latest values.
+-- Read by index probes on int_daily_indicators_computed's (symbol, trade_date) index instead of
+-- grouping its 1.26M rows: the symbols by a skip scan (one probe per symbol), then each symbol's
+-- first and last day; the last day's row_num is the number of days (it counts the symbol's rows).
 
-with daily as (
-    select
-        symbol,
-        min(trade_date) as first_trade_date,
-        max(trade_date) as last_trade_date,
-        count(*) as trading_days
-    from {{ ref('fct_daily_prices') }}
-    group by symbol
+with recursive daily_symbols as (
+    (
+        select symbol
+        from {{ ref('int_daily_indicators_computed') }}
+        order by symbol
+        limit 1
+    )
+    union all
+    select (
+        select later.symbol
+        from {{ ref('int_daily_indicators_computed') }} as later
+        where later.symbol > daily_symbols.symbol
+        order by later.symbol
+        limit 1
+    )
+    from daily_symbols
+    where daily_symbols.symbol is not null
 ),
 
-latest_daily as (
-    -- one index probe per symbol on (symbol, trade_date)
+daily as (
     select
-        daily.symbol,
+        daily_symbols.symbol,
+        first_day.trade_date as first_trade_date,
+        last_day.trade_date as last_trade_date,
+        last_day.row_num as trading_days,
         last_day.close as last_close,
         last_day.volume as last_volume
-    from daily
+    from daily_symbols
+    cross join
+        lateral (
+            select days.trade_date
+            from {{ ref('int_daily_indicators_computed') }} as days
+            where days.symbol = daily_symbols.symbol
+            order by days.trade_date
+            limit 1
+        ) as first_day
     cross join lateral (
         select
-            prices.close,
-            prices.volume
-        from {{ ref('fct_daily_prices') }} as prices
-        where prices.symbol = daily.symbol and prices.trade_date = daily.last_trade_date
+            days.trade_date,
+            days.row_num,
+            days.close,
+            days.volume
+        from {{ ref('int_daily_indicators_computed') }} as days
+        where days.symbol = daily_symbols.symbol
+        order by days.trade_date desc
+        limit 1
     ) as last_day
 ),
 
@@ -60,14 +86,13 @@ final as (
         daily.first_trade_date,
         daily.last_trade_date,
         coalesce(daily.trading_days, 0) as trading_days,
-        latest_daily.last_close,
-        latest_daily.last_volume,
+        daily.last_close,
+        daily.last_volume,
         intraday.last_bar_start,
         intraday.symbol is not null as has_intraday,
         now() as dbt_updated_at
     from symbols
     left join daily on symbols.symbol = daily.symbol
-    left join latest_daily on symbols.symbol = latest_daily.symbol
     left join intraday on symbols.symbol = intraday.symbol
     left join listing on symbols.symbol = listing.symbol
 )

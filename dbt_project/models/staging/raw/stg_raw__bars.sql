@@ -30,7 +30,7 @@ renamed as (
 ),
 
 cleaned as (
-    -- NaN is a valid float8 but never a price: such rows are dropped here (they fail the source tests)
+    -- NaN is a valid float8 but never a price: such rows are dropped here (ingest refuses them too)
     select * from renamed
     where
         open <> 'NaN'::float8
