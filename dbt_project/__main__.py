@@ -5,13 +5,15 @@ teardown, which costs about a second after a dbt run (the manifest's objects are
 `docs` serves from a `dbt` subprocess.
 
 python -m dbt_project build                 # dbt build (seeds, models, tests, quality hook)
-python -m dbt_project build --skip-unit-tests   # the daily run: data tests only
+python -m dbt_project build --skip-unit-tests --selector daily      # the daily run
+python -m dbt_project build --skip-unit-tests --selector intraday   # the stream marts, more often
 python -m dbt_project dbt -- source freshness
 python -m dbt_project docs                  # dbt docs generate, then serve on 127.0.0.1:8580
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -34,9 +36,14 @@ def _finish(code: int) -> None:
 
 
 def _exit_now(code: int) -> None:
-    """Flush what dbt and we wrote, then exit at once with `code` (no interpreter teardown)."""
+    """Flush what dbt and we wrote, then exit at once with `code` (no interpreter teardown).
+
+    The exit handlers still run (they are quick): multiprocessing's releases the semaphores dbt
+    created, which its resource tracker would otherwise report as leaked.
+    """
     if code != 0:
         console.print(f"[red]dbt exited with {code}[/red]")
+    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -48,6 +55,9 @@ def build(
     database: str = typer.Option(None, help="Database to build in (default: PG_DATABASE from .env)."),
     full_refresh: bool = typer.Option(False, "--full-refresh", help="Rebuild incremental models."),
     select: str = typer.Option(None, "--select", "-s", help="dbt node selection, e.g. 'fct_daily_prices+'."),
+    selector: str = typer.Option(
+        None, help="A selector of selectors.yml: 'daily' (the daily marts) or 'intraday' (the stream marts)."
+    ),
     skip_unit_tests: bool = typer.Option(
         False,
         "--skip-unit-tests",
@@ -59,6 +69,7 @@ def build(
 ) -> None:
     """dbt build: seeds, models, data tests, unit tests; the on-run-end hook records the quality score."""
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + (["--select", select] if select else [])
+    args += ["--selector", selector] if selector else []
     if skip_unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     _exit_now(run_dbt_in_process(args, database=database, target_path=target_path).returncode)

@@ -62,6 +62,7 @@ def dbt_env(
             "PG_CONNECT_TIMEOUT_S": str(s.connect_timeout_s),
             "TRANSFORM_THREADS": str(t.threads),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DBT_LOG_LEVEL_FILE": t.log_level_file,
             # data tests group and sort whole marts: give their sessions room (models set it per transaction)
             "PGOPTIONS": f"-c work_mem={t.test_work_mem} -c jit={'on' if t.jit else 'off'}",
             "DO_NOT_TRACK": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,3 +26,6 @@ class TransformSettings(BaseSettings):
     # PostgreSQL's JIT compiles a query whose estimated cost is high: a test on a table without
     # statistics yet (just built) spent 1.3-4 s compiling a 0.1 s query; off for dbt's sessions
     jit: bool = False
+    # level of dbt's own log file (target/logs/dbt.log): dbt writes dozens of debug lines per node,
+    # about 0.4 s of a 6 s daily run; set debug to see every SQL statement and its timing
+    log_level_file: Literal["debug", "info", "warn", "error", "none"] = "info"

@@ -143,5 +143,7 @@ def test_late_corrections_resume_from_kept_state_or_recompute_the_symbol(dbt_db)
             (xid_before,),
         )
     )
-    first_day = dict(dbt_db.query("select symbol, min(trade_date) from marts.fct_daily_prices group by symbol"))
+    first_day = dict(
+        dbt_db.query("select symbol, min(trade_date) from marts.fct_daily_prices group by symbol")
+    )
     assert rewritten == {recent_symbol: corrections[recent_symbol], old_symbol: first_day[old_symbol]}

@@ -85,7 +85,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_the_cli_runs_dbt_in_process_and_exits_with_its_code_and_its_whole_output(dbt_db, tmp_path):
     # the CLI leaves through os._exit: what dbt printed and its run results must be written first
     built = _cli(
-        "build", "--database", dbt_db.name, "--select", "stg_raw__dead_letters", "--target-path", str(tmp_path)
+        "build",
+        "--database",
+        dbt_db.name,
+        "--select",
+        "stg_raw__dead_letters",
+        "--target-path",
+        str(tmp_path),
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "Completed successfully" in built.stdout
@@ -96,3 +102,20 @@ def test_the_cli_runs_dbt_in_process_and_exits_with_its_code_and_its_whole_outpu
     assert failed.returncode != 0
     assert "no_such_macro" in failed.stdout + failed.stderr
     assert "dbt exited with" in failed.stderr
+
+
+def _models_of(dbt_db, *selection: str) -> set[str]:
+    listed = dbt_db.dbt("ls", *selection, "--resource-type", "model", "--output", "name", "--quiet")
+    assert listed.ok, listed.stdout[-3000:]
+    return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_the_daily_and_intraday_selectors_split_the_project_without_leaving_a_model_out(dbt_db):
+    daily = _models_of(dbt_db, "--selector", "daily")
+    intraday = _models_of(dbt_db, "--selector", "intraday")
+    every_model = _models_of(dbt_db)
+
+    assert {"fct_daily_prices", "fct_ma_crosses", "dim_symbols", "int_daily_indicators_computed"} <= daily
+    assert {"fct_intraday_bars_1m", "fct_intraday_signals"} <= intraday
+    assert not {"fct_intraday_bars_1m", "fct_intraday_signals"} & daily
+    assert daily | intraday == every_model
