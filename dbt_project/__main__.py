@@ -72,7 +72,9 @@ def build(
     args += ["--selector", selector] if selector else []
     if skip_unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
-    _exit_now(run_dbt_in_process(args, database=database, target_path=target_path).returncode)
+    # dbt reads a relative --target-path from the project folder; the CLI's user means the current one
+    target = target_path.resolve() if target_path else None
+    _exit_now(run_dbt_in_process(args, database=database, target_path=target).returncode)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
