@@ -132,16 +132,21 @@ def run(quick: bool = False) -> dict:
         extra = [sample_data.daily_series(f"B{i:04d}", [day], seed=seed + i) for i in range(symbols)]
         sample_data.load_daily_bars(writer, extra)
 
+    def daily_runs(name: str, args: list[str], how: str) -> list[dict[str, float]]:
+        """The daily run after one new day each time, DAILY_REPEATS times (single runs vary by
+        +-15 % here; the median is the figure)."""
+        runs = []
+        for n in range(DAILY_REPEATS):
+            add_day()
+            runs.append(_build(DATABASE, f"{name}_{n}", args, how=how))
+        return runs
+
     def median_of(steps: list[dict[str, float]]) -> dict[str, float]:
         return {key: statistics.median(step[key] for step in steps) for key in steps[0]}
 
     add_day()
     incremental_full = _build(DATABASE, "incremental_full")
-    # the daily run: one new day each time, DAILY_REPEATS times (single runs vary by +-15 % here)
-    cli_runs = []
-    for n in range(DAILY_REPEATS):
-        add_day()
-        cli_runs.append(_build(DATABASE, f"incremental_{n}", DAILY_CLI, how="cli"))
+    cli_runs = daily_runs("incremental", DAILY_CLI, how="cli")
     incremental = median_of(cli_runs)
     noop = _build(DATABASE, "noop_build", DAILY_CLI, how="cli")
 
@@ -152,10 +157,7 @@ def run(quick: bool = False) -> dict:
 
     import_s = time.perf_counter() - started
     _build(DATABASE, "warm_up_in_process", DAILY_BUILD, how="in_process")
-    in_process_runs = []
-    for n in range(DAILY_REPEATS):
-        add_day()
-        in_process_runs.append(_build(DATABASE, f"incremental_in_process_{n}", DAILY_BUILD, how="in_process"))
+    in_process_runs = daily_runs("incremental_in_process", DAILY_BUILD, how="in_process")
     in_process = median_of(in_process_runs)
     noop_in_process = _build(DATABASE, "noop_in_process", DAILY_BUILD, how="in_process")
 
