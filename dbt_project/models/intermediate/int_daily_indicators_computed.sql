@@ -13,8 +13,9 @@
 --   ma_short / ma_long  SMA by running sums: sum to this row minus sum to `period` rows back
 --   rsi, macd, signal   the udf.ta_recursive aggregate (Wilder RSI, MACD with TA-Lib's seeding)
 -- Incremental: for each symbol with new or changed days, rows are recomputed from its first
--- changed day, resuming from the state stored on the row before it (ta_state) and re-reading only
--- the ma_long closes before it that the moving averages still need.
+-- changed day, resuming from the state stored on the row before it (ta_state, kept on a symbol's
+-- last var('ta_state_days') rows) and re-reading only the ma_long closes before it that the moving
+-- averages still need; a change older than the kept state recomputes the symbol from its first day.
 
 with bars as (
     select * from {{ ref('int_daily_bars_unioned') }}
