@@ -119,3 +119,25 @@ def test_the_daily_and_intraday_selectors_split_the_project_without_leaving_a_mo
     assert {"fct_intraday_bars_1m", "fct_intraday_signals"} <= intraday
     assert not {"fct_intraday_bars_1m", "fct_intraday_signals"} & daily
     assert daily | intraday == every_model
+
+
+def test_recency_passes_on_just_landed_bars_and_warns_once_they_are_older_than_four_days(dbt_db):
+    recency = "recency_within_stg_raw__bars_landed_at__4_days"
+
+    def run_recency() -> dict:
+        dbt_db.dbt("test", "--select", recency)
+        (only,) = [r for r in dbt_db.run_results() if recency in r["unique_id"]]
+        return only
+
+    assert run_recency()["status"] == "pass"
+    conn = dbt_db.connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("update staging.stg_raw__bars set landed_at = landed_at - interval '10 days'")
+        stale = run_recency()
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("update staging.stg_raw__bars set landed_at = landed_at + interval '10 days'")
+        conn.close()
+    assert stale["status"] == "warn"
+    assert stale["failures"] == 1
