@@ -97,6 +97,18 @@ def _build(database: str, name: str, args: list[str] | None = None, how: str = "
     return {"wall": result.seconds, "dbt": run_results["elapsed_time"], "models": models_s}
 
 
+def _step_figures(name: str, runs: list[dict[str, float]]) -> dict[str, object]:
+    """`<name>_s`, `<name>_dbt_s`, `<name>_models_s` of one step, the medians when it ran several
+    times (then `<name>_runs_s` lists each run's wall time)."""
+    figures: dict[str, object] = {
+        f"{name}{suffix}": round(statistics.median(run[key] for run in runs), 2)
+        for key, suffix in (("wall", "_s"), ("dbt", "_dbt_s"), ("models", "_models_s"))
+    }
+    if len(runs) > 1:
+        figures[f"{name}_runs_s"] = [round(run["wall"], 2) for run in runs]
+    return figures
+
+
 def run(quick: bool = False) -> dict:
     symbols = 50 if quick else 500
     settings = recreate_database(DATABASE)
@@ -141,13 +153,9 @@ def run(quick: bool = False) -> dict:
             runs.append(_build(DATABASE, f"{name}_{n}", args, how=how))
         return runs
 
-    def median_of(steps: list[dict[str, float]]) -> dict[str, float]:
-        return {key: statistics.median(step[key] for step in steps) for key in steps[0]}
-
     add_day()
     incremental_full = _build(DATABASE, "incremental_full")
     cli_runs = daily_runs("incremental", DAILY_CLI, how="cli")
-    incremental = median_of(cli_runs)
     noop = _build(DATABASE, "noop_build", DAILY_CLI, how="cli")
 
     # the daily run as the scheduler runs it: dbtRunner in an interpreter that has dbt imported and
@@ -158,7 +166,6 @@ def run(quick: bool = False) -> dict:
     import_s = time.perf_counter() - started
     _build(DATABASE, "warm_up_in_process", DAILY_BUILD, how="in_process")
     in_process_runs = daily_runs("incremental_in_process", DAILY_BUILD, how="in_process")
-    in_process = median_of(in_process_runs)
     noop_in_process = _build(DATABASE, "noop_in_process", DAILY_BUILD, how="in_process")
 
     add_day()
@@ -182,37 +189,27 @@ def run(quick: bool = False) -> dict:
         reader.rollback()
     reader.close()
     timings = timings[10:]
+    daily_wall = statistics.median(run["wall"] for run in cli_runs)
     figures = {
         "symbols": symbols,
         "rows": rows,
         "copy_baseline_s": round(copy_s, 2),
         "parse_s": round(parse.seconds, 2),
-        "full_build_s": round(full["wall"], 2),
-        "full_build_dbt_s": round(full["dbt"], 2),
-        "full_build_models_s": round(full["models"], 2),
-        "incremental_full_s": round(incremental_full["wall"], 2),
-        "incremental_full_models_s": round(incremental_full["models"], 2),
-        "incremental_s": round(incremental["wall"], 2),
-        "incremental_runs_s": [round(r["wall"], 2) for r in cli_runs],
-        "incremental_dbt_s": round(incremental["dbt"], 2),
-        "incremental_models_s": round(incremental["models"], 2),
-        "noop_build_s": round(noop["wall"], 2),
-        "noop_build_dbt_s": round(noop["dbt"], 2),
+        **_step_figures("full_build", [full]),
+        **_step_figures("incremental_full", [incremental_full]),
+        **_step_figures("incremental", cli_runs),
+        **_step_figures("noop_build", [noop]),
         "dbt_import_s": round(import_s, 2),
-        "incremental_in_process_s": round(in_process["wall"], 2),
-        "incremental_in_process_runs_s": [round(r["wall"], 2) for r in in_process_runs],
-        "incremental_in_process_dbt_s": round(in_process["dbt"], 2),
-        "incremental_in_process_models_s": round(in_process["models"], 2),
-        "noop_in_process_s": round(noop_in_process["wall"], 2),
-        "incremental_dbt_cli_s": round(dbt_cli["wall"], 2),
-        "incremental_dbt_cli_dbt_s": round(dbt_cli["dbt"], 2),
+        **_step_figures("incremental_in_process", in_process_runs),
+        **_step_figures("noop_in_process", [noop_in_process]),
+        **_step_figures("incremental_dbt_cli", [dbt_cli]),
         "query_rows": len(fetched),
         "query_ms_p50": round(statistics.median(timings), 2),
         "query_ms_p95": round(sorted(timings)[int(len(timings) * 0.95) - 1], 2),
         "full_build_over_copy": round(full["wall"] / copy_s, 1),
         "full_build_models_over_copy": round(full["models"] / copy_s, 1),
-        "incremental_over_copy": round(incremental["wall"] / copy_s, 2),
-        "incremental_over_noop": round(incremental["wall"] / noop["wall"], 2),
+        "incremental_over_copy": round(daily_wall / copy_s, 2),
+        "incremental_over_noop": round(daily_wall / noop["wall"], 2),
         "load_avg_1m_before": round(load_before, 1),
         "load_avg_1m_after": round(os.getloadavg()[0], 1),
     }

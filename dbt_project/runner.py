@@ -4,7 +4,8 @@ profiles.yml reads every connection setting with env_var() under the PG_* names 
 common.settings.PostgresSettings; dbt_env() puts those values into a subprocess environment, so the
 same .env drives Python components and dbt.
 
-run_dbt() starts `dbt` as a subprocess (the CLI's way, and the default). run_dbt_in_process() calls
+run_dbt() starts the `dbt` executable as a subprocess (used by the tests and `docs serve`).
+run_dbt_in_process() (used by `python -m dbt_project build|dbt` and the benchmark) calls
 dbt's programmatic entry point, dbtRunner, in the calling interpreter, the way Airflow with Cosmos
 (InvocationMode.DBT_RUNNER) runs it in a worker that has dbt imported already: the same command
 without a new Python process and dbt's imports.

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +25,14 @@ JMX_CONFIG = PROJECT_ROOT / "monitoring" / "kafka-jmx.yml"
 NODE_ID = 1
 
 
-def new_cluster_id() -> str:
-    """What `kafka-storage random-uuid` prints: a random UUID in base64url without padding.
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """What `kafka-storage random-uuid` prints: a random UUID (from `draw`) in base64url without padding.
 
     Like Kafka's own `Uuid.randomUuid`, it never starts with "-": the storage tool's argument
     parser would read such an id as an option and refuse it (1 run in 64 failed that way).
     """
     while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        cluster_id = base64.urlsafe_b64encode(draw().bytes).decode("ascii").rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
 
@@ -123,8 +124,8 @@ class Kafka(PidFileProcess):
         props = server_properties(self.settings, self.log_dir)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
-    def format_storage(self) -> bool:
-        """Format the KRaft storage once; False when already formatted."""
+    def format_storage(self, cluster_id: str | None = None) -> bool:
+        """Format the KRaft storage once, with a new cluster id unless given; False when already done."""
         if (self.log_dir / "meta.properties").exists():
             return False
         if self.log_dir.exists() and any(self.log_dir.iterdir()):
@@ -133,7 +134,7 @@ class Kafka(PidFileProcess):
                 "move it away or run `make clean-state`."
             )
         java, cp = self._java(), self._classpath()
-        cluster_id = new_cluster_id()
+        cluster_id = cluster_id or new_cluster_id()
         result = subprocess.run(
             [
                 java,
