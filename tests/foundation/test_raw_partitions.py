@@ -156,19 +156,59 @@ def test_the_read_only_role_is_refused_even_after_a_mistaken_grant(test_db):
         admin.close()
 
 
+READ_DAY = datetime(2026, 5, 20, 9, 30, tzinfo=UTC)
+READ_ROWS = {  # one row per table, written by the writer role, marked so no other test's rows count
+    "raw.ticks": (
+        "insert into raw.ticks (symbol, event_time, price, size, source, ingest_time)"
+        " values ('READER', %(t)s, 12.5, 3, 'synthetic', %(t)s)",
+        "select price from raw.ticks where symbol = 'READER'",
+        12.5,
+    ),
+    "raw.bars": (
+        "insert into raw.bars (symbol, interval, bar_start, open, high, low, close, volume, source,"
+        " ingest_time) values ('READER', '1d', %(t)s, 1, 2, 0.5, 1.75, 100, 'replay', %(t)s)",
+        "select close from raw.bars where symbol = 'READER'",
+        1.75,
+    ),
+    "raw.dead_letters": (
+        "insert into raw.dead_letters (failed_at, kafka_topic, kafka_partition, kafka_offset, stage,"
+        " reason, detail, source, intended_topic, payload) values (%(t)s, 'reader.test', 0, 7,"
+        " 'ingest', 'malformed_json', 'x', 'replay', 'market.ticks.v1', '{')",
+        "select kafka_offset from raw.dead_letters where kafka_topic = 'reader.test'",
+        7,
+    ),
+    "rt.bars_1m": (
+        "insert into rt.bars_1m (symbol, bar_start, open, high, low, close, volume, trade_count)"
+        " values ('READER', %(t)s, 1, 2, 0.5, 1.25, 10, 4)",
+        "select close from rt.bars_1m where symbol = 'READER'",
+        1.25,
+    ),
+    "rt.indicators_1m": (
+        "insert into rt.indicators_1m (symbol, bar_start, close) values ('READER', %(t)s, 1.5)",
+        "select close from rt.indicators_1m where symbol = 'READER'",
+        1.5,
+    ),
+    "rt.signals": (
+        "insert into rt.signals (symbol, signal_time, signal_type, value) values"
+        " ('READER', %(t)s, 'gap_up', 2.5)",
+        "select value from rt.signals where symbol = 'READER'",
+        2.5,
+    ),
+}
+
+
 def test_the_read_only_role_can_read_raw_and_rt(test_db):
+    writer = _conn(test_db, "writer")
+    with writer.cursor() as cur:
+        for table, (insert, _, _) in READ_ROWS.items():
+            cur.execute("select raw.ensure_partitions(%s, %s, %s)", (table, READ_DAY, READ_DAY))
+            cur.execute(insert, {"t": READ_DAY})
+    writer.close()
     conn = _conn(test_db, "reader")
     with conn.cursor() as cur:
-        for table in (
-            "raw.ticks",
-            "raw.bars",
-            "raw.dead_letters",
-            "rt.bars_1m",
-            "rt.indicators_1m",
-            "rt.signals",
-        ):
-            cur.execute(f"select count(*) from {table}")
-            assert cur.fetchone()[0] >= 0
+        for table, (_, select, value) in READ_ROWS.items():
+            cur.execute(select)
+            assert cur.fetchall() == [(value,)], table
     conn.close()
 
 
