@@ -133,7 +133,8 @@ def test_metrics_endpoint_of_a_running_stream_counts_records_in_out_and_rejectio
     good = [frame(unique_symbol, 100.0 + i, now - 10_000 + i, 1_000 + i) for i in range(4)]
     corrupt = json.dumps({"type": "pricing", "message": base64.b64encode(b"\x0a\xff\xff").decode()})
     negative = frame(unique_symbol, -5.0, now - 5_000, 2_000)
-    later = [frame(unique_symbol, 110.0 + i, now - 4_000 + i, 3_000 + i) for i in range(3)]
+    # 4 + 25 = 29 ticks delivered in all: the 16th delivery is sampled into the latency histogram
+    later = [frame(unique_symbol, 110.0 + i, now - 4_000 + i, 3_000 + i) for i in range(25)]
     with PushStreamer() as streamer:
         proc = _ingest(
             "stream",
@@ -182,10 +183,15 @@ def test_metrics_endpoint_of_a_running_stream_counts_records_in_out_and_rejectio
             assert counts(scrape(port)) == (6, 4, 2, 1, 1)
             # ... and more data moves the counters again
             streamer.push(later)
-            second = wait_for(lambda: (c := counts(scrape(port))) == (9, 7, 2, 1, 1) and c, 30)
-            assert second == (9, 7, 2, 1, 1), counts(scrape(port))
+            second = wait_for(lambda: (c := counts(scrape(port))) == (31, 29, 2, 1, 1) and c, 30)
+            assert second == (31, 29, 2, 1, 1), counts(scrape(port))
             samples = scrape(port)
-            assert value(samples, "ingest_produce_latency_seconds_count", topic=f"{cli_topics}.ticks") == 0
+            ticks = f"{cli_topics}.ticks"
+            # 1 delivery in 16 is observed: 29 deliveries -> 1 sample, 2 dead letters -> none
+            assert value(samples, "ingest_produce_latency_seconds_count", topic=ticks) == 29 // 16 == 1
+            assert 0 < value(samples, "ingest_produce_latency_seconds_sum", topic=ticks) < 5
+            dead = f"{cli_topics}.deadletter"
+            assert value(samples, "ingest_produce_latency_seconds_count", topic=dead) == 0
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
         finally:
@@ -194,6 +200,54 @@ def test_metrics_endpoint_of_a_running_stream_counts_records_in_out_and_rejectio
                 proc.communicate()
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
+
+
+def _histogram(topic: str) -> tuple[float, float, dict[str, float]]:
+    """(count, sum, {le: cumulative count}) of ingest_produce_latency_seconds for one topic."""
+    from prometheus_client import REGISTRY
+
+    get = REGISTRY.get_sample_value
+    count = get("ingest_produce_latency_seconds_count", {"topic": topic}) or 0.0
+    total = get("ingest_produce_latency_seconds_sum", {"topic": topic}) or 0.0
+    buckets = {
+        s.labels["le"]: s.value
+        for family in REGISTRY.collect()
+        if family.name == "ingest_produce_latency_seconds"
+        for s in family.samples
+        if s.name.endswith("_bucket") and s.labels["topic"] == topic
+    }
+    return count, total, buckets
+
+
+@pytest.mark.parametrize("way", ["send", "send_many"])
+def test_the_producer_samples_one_delivery_in_16_into_the_latency_histogram(bootstrap_servers, way):
+    """The real producer on a real topic: 1,000 + 7 deliveries give exactly 1007 // 16 = 62 samples
+    (every 16th delivery of a topic is observed), each a plausible broker round trip."""
+    from ingest.producer import KafkaSink
+
+    topics = create_topics(bootstrap_servers, f"ingest-latency-{uuid.uuid4().hex[:8]}")
+    topic = topics[Topic.TICKS]
+    try:
+        sink = KafkaSink(bootstrap_servers, IngestSettings(metrics_port=0), "synthetic")
+        assert _histogram(topic)[0] == 0
+        n = 1007
+        keys = [f"LAT{i % 5}".encode() for i in range(n)]
+        values = [b'{"i": %d}' % i for i in range(n)]
+        if way == "send":
+            for k, v in zip(keys, values, strict=True):
+                sink.send(topic, k, v)
+        else:
+            sink.send_many(topic, keys, values)
+        assert sink.flush(60) == 0
+        assert sink.stats.delivered[topic] == n and not sink.stats.failed
+        count, total, buckets = _histogram(topic)
+        assert count == n // 16 == 62
+        assert buckets["+Inf"] == count
+        # a loopback broker acknowledges within seconds; the mean is above zero and below 5 s
+        assert 0 < total / count < 5
+        assert buckets["5.0"] == count
+    finally:
+        delete_topics(bootstrap_servers, list(topics.values()))
 
 
 def test_a_taken_metrics_port_stops_the_command_with_one_clear_line(bootstrap_servers):
