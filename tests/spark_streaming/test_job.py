@@ -122,6 +122,7 @@ def fed_job(bootstrap_servers, tmp_path_factory):
 
     metrics_port = free_ports(1)[0]
     job = JobProcess(tmp, topics, pg, metrics_port=metrics_port)
+    started_at = time.time()
     job.start()
     try:
         wait_for(
@@ -142,6 +143,7 @@ def fed_job(bootstrap_servers, tmp_path_factory):
         "topics": topics,
         "metrics_port": metrics_port,
         "records": total,
+        "started_at": started_at,
     }
     job.stop()
     delete_topics(bootstrap_servers, topics.values())
@@ -221,15 +223,48 @@ def _scrape(port: int) -> dict[str, float]:
     }
 
 
-def test_the_job_exports_its_progress_and_latency_to_prometheus(fed_job):
+def test_the_job_exports_its_progress_and_latency_to_prometheus(fed_job, bootstrap_servers):
     """The StreamingQueryListener (progress events through one JSON string) and the sink feed the
     job's metrics endpoint: batch duration and rates from Spark's progress, latency from the sink."""
-    m = _scrape(fed_job["metrics_port"])
+    pg, port = fed_job["pg"], fed_job["metrics_port"]
+
+    def ledger() -> list[tuple[int, int, float]]:
+        return query(
+            pg, "select batch_id, input_rows, extract(epoch from committed_at) from rt.stream_ledger order by 1"
+        )
+
+    # Rows sent now, after the fed records were all consumed, make a batch that is not the query's
+    # first (Spark reports 0 rows/s for a first batch: it has no previous trigger to measure from).
+    before = sum(r[1] for r in ledger())
+    sym, now = f"RATE{TAG}", int(time.time() * 1000)
+    extra = [(sym, tick_value(sym, now - 20_000 + i, 10.0 + i, 1.0, now)) for i in range(40)]
+    produce(bootstrap_servers, fed_job["topics"][Topic.TICKS], extra)
+    wait_for(lambda: sum(r[1] for r in ledger()) == before + len(extra), 60, "the extra ticks")
+    rows = ledger()
+    last_id, last_rows, last_commit = rows[-1]
+    assert last_id >= 1 and last_rows > 0
+    # Spark's inputRowsPerSecond of batch L = rows(L) / (start(L) - start(L-1)), where start(L-1) came
+    # after commit(L-2) (or the job's start) and start(L) before commit(L): the gauge is at least
+    # rows(L) / (commit(L) - that time); and at most rows(L) / 1 ms (trigger starts are in ms).
+    prev = float(rows[-3][2]) if len(rows) >= 3 else fed_job["started_at"]
+    lowest = last_rows / (float(last_commit) - prev)
+
+    def rate_of_last_batch() -> bool:
+        return lowest <= _scrape(port)["streaming_input_rows_per_second{}"] <= last_rows * 1000
+
+    try:
+        wait_for(rate_of_last_batch, 30, "the input rate of the last batch", interval_s=0.5)
+    except AssertionError:
+        raise AssertionError(
+            f"input rate {_scrape(port)['streaming_input_rows_per_second{}']} outside "
+            f"[{lowest}, {last_rows * 1000}] for batch {last_id} of {last_rows} rows"
+        ) from None
+    m = _scrape(port)
+    assert m["streaming_input_rows_per_second{}"] > 0
     assert m["streaming_batch_duration_seconds{}"] > 0
     assert m["streaming_processed_rows_per_second{}"] > 0
-    assert m["streaming_input_rows_per_second{}"] >= 0
     assert time.time() - m["streaming_heartbeat_timestamp_seconds{}"] < 60
-    assert m['streaming_batches_total{"outcome": "committed"}'] >= 1
-    committed = query(fed_job["pg"], "select count(*) from raw.ticks")[0][0]
+    assert m['streaming_batches_total{"outcome": "committed"}'] == len(rows)
+    committed = query(pg, "select count(*) from raw.ticks")[0][0]
     assert m["streaming_end_to_end_latency_seconds_count{}"] == committed
     assert m["streaming_state_rows{}"] > 0
