@@ -230,7 +230,8 @@ def test_the_job_exports_its_progress_and_latency_to_prometheus(fed_job, bootstr
 
     def ledger() -> list[tuple[int, int, float]]:
         return query(
-            pg, "select batch_id, input_rows, extract(epoch from committed_at) from rt.stream_ledger order by 1"
+            pg,
+            "select batch_id, input_rows, extract(epoch from committed_at) from rt.stream_ledger order by 1",
         )
 
     # Rows sent now, after the fed records were all consumed, make a batch that is not the query's
