@@ -34,7 +34,7 @@ from common.migrate import migrate
 from common.settings import kafka_settings, postgres_settings
 from ingest.producer import producer_config
 from ingest.settings import IngestSettings
-from spark_streaming import compute
+from spark_streaming import compute, landing
 from spark_streaming import indicators as ind
 from spark_streaming import sink as sink_module
 from spark_streaming.feed import create_topics, delete_topics, producer, tick_value
@@ -346,6 +346,7 @@ def _sink_ratio(rows: int) -> dict:
             "bench_sink",
             lambda i=i: f"bench-sink-{uuid.uuid4()}",
             5_000,
+            120_000,
             ind.SignalThresholds(),
             database=DATABASE,
         )
@@ -368,7 +369,7 @@ def _sink_ratio(rows: int) -> dict:
         t = time.perf_counter()
         with wconn, wconn.cursor() as wcur:  # the landing step alone: COPY to temp + deduplicating insert
             wcur.execute(sink_module._TEMP_TABLES)
-            sink_module.land_ticks(wcur, frame)
+            landing.land_ticks(wcur, frame)
         land_times.append(time.perf_counter() - t)
     wconn.close()
     cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")

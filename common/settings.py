@@ -86,6 +86,18 @@ class PrometheusSettings(_Base):
         return f"http://{self.host}:{self.port}"
 
 
+class ContractSettings(_Base):
+    """Knobs of the message contract that producer and consumer must share (one value for both)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTRACT_", env_file=_env_file(), extra="ignore")
+
+    future_tolerance_ms: int = Field(
+        default=5_000,
+        description="Largest event or ingest time ahead of the reference clock: ingest's clock when it "
+        "validates, the record's Kafka timestamp when the stream does.",
+    )
+
+
 class StackSettings(_Base):
     """Where generated state lives: virtualenv, database files, Kafka logs, checkpoints, jars."""
 
@@ -113,6 +125,11 @@ def kafka_settings() -> KafkaSettings:
 @lru_cache
 def prometheus_settings() -> PrometheusSettings:
     return PrometheusSettings()
+
+
+@lru_cache
+def contract_settings() -> ContractSettings:
+    return ContractSettings()
 
 
 @lru_cache

@@ -16,26 +16,24 @@ import numpy as np
 
 from common.contract import (
     MAX_MESSAGE_BYTES,
-    SCHEMA_VERSION,
     DeadLetter,
     RejectReason,
     Source,
     Stage,
     Topic,
+    clean_symbol_or_none,
     encode,
     message_key,
     payload_text,
 )
+from common.settings import contract_settings
 from ingest import metrics
 from ingest.instruments import Instruments
 from ingest.producer import KafkaSink
 from ingest.rules import (
     Limits,
     Rejection,
-    apply_tick_size,
-    check_known,
-    clean_bar,
-    clean_tick,
+    clean,
     is_clean_symbol,
     parse_json,
     round_to_ticks,
@@ -86,7 +84,7 @@ class Pipeline:
         self.instruments = instruments or Instruments()
         known = None if settings.accept_unknown_symbols else self.instruments.__contains__
         self.limits = Limits(
-            future_tolerance_ms=settings.future_tolerance_ms,
+            future_tolerance_ms=contract_settings().future_tolerance_ms,
             max_age_ms=settings.max_age_ms if live else None,
             known=known,
         )
@@ -114,22 +112,23 @@ class Pipeline:
             if isinstance(parsed, Rejection):
                 return self._dead_letter(raw, parsed, None)
             value = parsed
-        if raw.topic is Topic.TICKS:
-            clean = clean_tick(value, now, self.limits)
-        else:
-            clean = clean_bar(value, now, self.limits)
-        if isinstance(clean, Rejection):
-            return self._dead_letter(raw, clean, value.get("symbol"))
-        symbol = clean["symbol"]
-        key = (symbol, clean["interval"]) if raw.topic is Topic.BARS else symbol
-        seq = self.guard.check(key, clean["event_time_ms"])
+        message = clean(
+            raw.topic,
+            value,
+            now,
+            self.limits,
+            source=raw.source,
+            ingest_time_ms=raw.received_ms or now,
+            tick_size=self._tick_size.get,
+        )
+        if isinstance(message, Rejection):
+            return self._dead_letter(raw, message, value.get("symbol"))
+        symbol = message["symbol"]
+        key = (symbol, message["interval"]) if raw.topic is Topic.BARS else symbol
+        seq = self.guard.check(key, message["event_time_ms"])
         if seq is not None:
             return self._dead_letter(raw, seq, symbol)
-        apply_tick_size(clean, raw.topic, self._tick_size.get(symbol))
-        clean["schema_version"] = SCHEMA_VERSION
-        clean["source"] = raw.source.value
-        clean["ingest_time_ms"] = raw.received_ms or now
-        out = _json.encode(clean)
+        out = _json.encode(message)
         if len(out) > MAX_MESSAGE_BYTES:
             oversize = Rejection(RejectReason.OVERSIZE, f"{len(out)} bytes encoded")
             return self._dead_letter(raw, oversize, symbol)
@@ -146,7 +145,7 @@ class Pipeline:
         truncated = len(original) > MAX_MESSAGE_BYTES
         text, encoding = payload_text(bytes(original[:MAX_MESSAGE_BYTES]))
         detail = rejection.detail + (f" (payload truncated from {len(original)} bytes)" if truncated else "")
-        sym = symbol.strip().upper()[:64] if isinstance(symbol, str) else None
+        sym = clean_symbol_or_none(symbol.strip().upper() if isinstance(symbol, str) else None)
         letter = DeadLetter(
             reason=rejection.reason,
             detail=detail[:2000],
@@ -171,7 +170,8 @@ class Pipeline:
         slot = self._fast_slots.get(symbol)
         if slot is not None:
             return slot
-        if not is_clean_symbol(symbol) or check_known(symbol, self.limits) is not None:
+        known = self.limits.known
+        if not is_clean_symbol(symbol) or (known is not None and not known(symbol)):
             return -1
         slot = self.guard.slot(symbol)
         if slot >= len(self._slot_ticks):
@@ -224,10 +224,10 @@ class Pipeline:
             fresh = {s: self._fast_slot(s) for s in set(symbols) if s not in self._fast_slots}
             ids = [get(s, fresh.get(s, -1)) for s in symbols]
         slots = np.array(ids, dtype=np.int64)
-        eligible = tick_arrays_ok(prices, sizes, times, slots >= 0, now, self.limits)
-        fast = self.guard.accept_in_order(slots, times, eligible)
         ticks = self._slot_ticks[slots]
         rounded = np.where(ticks > 0, round_to_ticks(prices, np.where(ticks > 0, ticks, 1.0)), prices)
+        eligible = tick_arrays_ok(rounded, sizes, times, slots >= 0, now, self.limits, received_ms)
+        fast = self.guard.accept_in_order(slots, times, eligible)
         topic, src, keys = self.topics[Topic.TICKS], source.value, self._slot_keys
         if fast.all():
             values = encode_price_size_ticks(

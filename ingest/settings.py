@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import PROJECT_ROOT
+from common.settings import PROJECT_ROOT, stack_settings
 
 DEFAULT_INSTRUMENTS = Path(__file__).resolve().parent / "instruments.csv"
 DEFAULT_METRICS_PORT = 9108
@@ -33,7 +33,7 @@ class IngestSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
 
     # validation
-    future_tolerance_ms: int = Field(default=5_000, description="Largest allowed event time ahead of now.")
+    # (the future-time tolerance is the contract's, shared with the stream: CONTRACT_FUTURE_TOLERANCE_MS)
     max_age_ms: int = Field(
         default=24 * 3600 * 1000, description="Oldest allowed live event (ticks); backfills ignore it."
     )
@@ -57,6 +57,18 @@ class IngestSettings(BaseSettings):
     queue_max_messages: int = 500_000
     delivery_timeout_ms: int = Field(
         default=300_000, description="How long the producer keeps retrying a record (broker outages)."
+    )
+
+    # the spill: records Kafka did not acknowledge in time are kept here and re-sent at the next start
+    spill_dir: Path = Field(
+        default_factory=lambda: stack_settings().state_dir / "ingest" / "spill",
+        description="Folder of the spill files (one sub-folder per Kafka bootstrap address).",
+    )
+    spill_fsync_records: int = Field(
+        default=1_000, description="fsync the spill file at least every this many spilled records."
+    )
+    spill_fsync_interval_s: float = Field(
+        default=1.0, description="... and at least this often (seconds) while records are being spilled."
     )
 
     # yahoo

@@ -3,9 +3,17 @@
 No I/O here: :mod:`spark_streaming.sink` feeds it the batch's fresh (deduplicated) ticks and the state
 loaded from PostgreSQL, and writes what it returns, together with the new state, in one transaction.
 
-Watermark: ``max event time seen - delay`` (per query, as in Spark). A tick older than the watermark
-in force at the start of the batch is late (dead-lettered as ``stale_time``); a bar whose end is at or
-before the watermark after the batch is closed (final) and advances the symbol's indicator state.
+Lateness is judged per symbol, never against another symbol's clock:
+
+- a symbol's *newest event* is the latest tick time in its open bars; its *closed-through* time is the
+  end of its newest final bar. A tick is late (dead-lettered as ``stale_time``) when it is more than
+  ``allowed_lateness_ms`` behind its own symbol's newest event, or falls in a bar that is already final;
+- a symbol's bar closes (becomes final and advances the indicator state) when its end is at or before
+  the symbol's newest event minus the allowed lateness, or - so an idle symbol's last bar does not stay
+  open forever - at or before the newest event of the whole query minus ``idle_close_ms``. That global
+  bound only evicts state; with ``idle_close_ms`` well above the lateness, a symbol whose feed keeps up
+  within it never loses a tick to another symbol's clock (a tick can be at most the contract's future
+  tolerance ahead of its Kafka time, so no symbol can drag the bound far ahead either).
 """
 
 from __future__ import annotations
@@ -34,12 +42,18 @@ OPEN_BAR_COLUMNS = [
 ]
 
 
+NEVER_MS = -(2**62)
+"""A time before every event: the closed-through time of a symbol that has no final bar yet."""
+
+
 @dataclass
 class SymbolStates:
-    """Indicator state of many symbols: one float64 row each (see indicators.LAYOUT)."""
+    """Indicator state of many symbols: one float64 row each (see indicators.LAYOUT), and the end of
+    each symbol's newest final bar (its closed-through time, ms)."""
 
     index: dict[str, int] = field(default_factory=dict)
     matrix: np.ndarray = field(default_factory=lambda: ind.empty_state(0))
+    closed_through: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def rows(self, symbols: np.ndarray) -> np.ndarray:
         """Row numbers of `symbols`, adding fresh rows for symbols never seen."""
@@ -47,15 +61,27 @@ class SymbolStates:
         if missing:
             start = self.matrix.shape[0]
             self.matrix = np.vstack([self.matrix, ind.empty_state(len(missing))])
+            self.closed_through = np.concatenate(
+                [self.closed_through, np.full(len(missing), NEVER_MS, dtype=np.int64)]
+            )
             for i, s in enumerate(missing):
                 self.index[s] = start + i
         return np.fromiter((self.index[s] for s in symbols.tolist()), dtype=np.int64, count=len(symbols))
 
+    def closed_through_of(self, symbols: np.ndarray) -> np.ndarray:
+        """Closed-through time of each symbol (NEVER_MS for symbols never seen); adds no rows."""
+        get, ct = self.index.get, self.closed_through
+        return np.fromiter(
+            (ct[i] if (i := get(s)) is not None else NEVER_MS for s in symbols.tolist()),
+            dtype=np.int64,
+            count=len(symbols),
+        )
+
     def copy(self) -> SymbolStates:
-        return SymbolStates(dict(self.index), self.matrix.copy())
+        return SymbolStates(dict(self.index), self.matrix.copy(), self.closed_through.copy())
 
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes)
+        return int(self.matrix.nbytes + self.closed_through.nbytes)
 
 
 def _empty_bars() -> pd.DataFrame:
@@ -156,13 +182,37 @@ class BatchResult:
     states: SymbolStates  # new indicator state
     changed_symbols: list[str]  # symbols whose indicator state changed
     max_event_time_ms: int
-    watermark_ms: int
+    watermark_ms: int  # the idle bound: every bar ending at or before it is final
 
 
-def split_late(ticks: pd.DataFrame, watermark_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(on time, late): a tick is late when its event time is before the watermark."""
-    late = ticks["event_time_ms"] < watermark_ms
-    return ticks[~late], ticks[late]
+def newest_events(open_bars: pd.DataFrame) -> dict[str, int]:
+    """Each symbol's newest event time: the latest tick in its open bars."""
+    if open_bars.empty:
+        return {}
+    newest = open_bars.groupby("symbol", sort=False)["last_ms"].max()
+    return dict(zip(newest.index.tolist(), newest.to_numpy(np.int64).tolist(), strict=True))
+
+
+def late_thresholds(
+    symbols: np.ndarray, open_bars: pd.DataFrame, states: SymbolStates, allowed_lateness_ms: int
+) -> np.ndarray:
+    """Per row: the earliest event time its symbol still accepts (see the module docstring)."""
+    newest = newest_events(open_bars)
+    get = newest.get
+    behind = np.fromiter(
+        (get(s, NEVER_MS + allowed_lateness_ms) for s in symbols.tolist()), dtype=np.int64, count=len(symbols)
+    )
+    return np.maximum(behind - allowed_lateness_ms, states.closed_through_of(symbols))
+
+
+def split_late(
+    ticks: pd.DataFrame, open_bars: pd.DataFrame, states: SymbolStates, allowed_lateness_ms: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(on time, late with the ``threshold`` each missed): late is judged against the tick's own
+    symbol only."""
+    threshold = late_thresholds(ticks["symbol"].to_numpy(object), open_bars, states, allowed_lateness_ms)
+    late = ticks["event_time_ms"].to_numpy(np.int64) < threshold
+    return ticks[~late], ticks[late].assign(threshold=threshold[late])
 
 
 def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,11 +306,13 @@ def process_batch(
     open_bars: pd.DataFrame,
     states: SymbolStates,
     max_event_time_ms: int,
-    watermark_delay_ms: int,
+    allowed_lateness_ms: int,
+    idle_close_ms: int,
     thresholds: ind.SignalThresholds,
 ) -> BatchResult:
-    """Fold a batch's fresh on-time ticks into the open bars, close the bars the watermark passed,
-    advance the indicator state over them and compute provisional values for the bars still open.
+    """Fold a batch's fresh on-time ticks into the open bars, close the bars each symbol's own clock
+    (or the idle bound) passed, advance the indicator state over them and compute provisional values
+    for the bars still open.
 
     `states` is not modified; the result carries the new state.
     """
@@ -269,12 +321,23 @@ def process_batch(
     merged = merge_bars(open_bars, partial)
     if not fresh_ticks.empty:
         max_event_time_ms = max(max_event_time_ms, int(fresh_ticks["event_time_ms"].max()))
-    watermark = max_event_time_ms - watermark_delay_ms
-    closing = merged["bar_start_ms"] + BAR_MS <= watermark
+    idle_bound = max_event_time_ms - idle_close_ms
+    symbols = merged["symbol"].to_numpy(object)
+    newest = newest_events(merged)
+    own_bound = (
+        np.fromiter((newest[s] for s in symbols.tolist()), dtype=np.int64, count=len(symbols))
+        - allowed_lateness_ms
+    )
+    bar_end = merged["bar_start_ms"].to_numpy(np.int64) + BAR_MS
+    closing = bar_end <= np.maximum(own_bound, idle_bound)
     final = _ranked(merged[closing])
     still_open = merged[~closing].reset_index(drop=True)
 
     final_values, signals = _advance(final, states, thresholds)
+    if not final.empty:
+        ends = final.groupby("symbol", sort=False)["bar_start_ms"].max() + BAR_MS
+        rows = states.rows(ends.index.to_numpy(object))
+        states.closed_through[rows] = np.maximum(states.closed_through[rows], ends.to_numpy(np.int64))
 
     touched_keys = set(zip(partial["symbol"], partial["bar_start_ms"], strict=True))
     is_touched = np.fromiter(
@@ -308,5 +371,5 @@ def process_batch(
         states=states,
         changed_symbols=sorted(set(final["symbol"])),
         max_event_time_ms=max_event_time_ms,
-        watermark_ms=watermark,
+        watermark_ms=idle_bound,
     )

@@ -25,12 +25,13 @@ from pyspark.sql import functions as F
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from common.db import DatabaseUnavailable
-from common.settings import PostgresSettings, kafka_settings, postgres_settings
+from common.settings import PostgresSettings, contract_settings, kafka_settings, postgres_settings
 from spark_streaming import indicators as ind
+from spark_streaming.letters import rejected_letters
 from spark_streaming.metrics import ProgressListener, StreamingMetrics
 from spark_streaming.parse import parse_bars, parse_deadletters, parse_ticks
 from spark_streaming.settings import StreamingSettings
-from spark_streaming.sink import BatchFrames, BatchOutcome, PostgresSink, rejected_letters
+from spark_streaming.sink import BatchFrames, BatchOutcome, PostgresSink
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,9 @@ def _parse_topic(parse: Callable, records: pd.DataFrame, *args) -> tuple[pd.Data
 def frames_from_records(records: pd.DataFrame, s: StreamingSettings) -> BatchFrames:
     """Raw Kafka rows (META, key, value) of the three topics -> parsed frames by destination."""
     by_topic = _split_topics(records, (s.ticks_topic, s.bars_topic, s.deadletter_topic))
-    ticks, bad_ticks = _parse_topic(parse_ticks, by_topic[s.ticks_topic], s.future_tolerance_ms)
-    bars, bad_bars = _parse_topic(parse_bars, by_topic[s.bars_topic], s.future_tolerance_ms)
+    tolerance = contract_settings().future_tolerance_ms
+    ticks, bad_ticks = _parse_topic(parse_ticks, by_topic[s.ticks_topic], tolerance)
+    bars, bad_bars = _parse_topic(parse_bars, by_topic[s.bars_topic], tolerance)
     letters, bad_letters = _parse_topic(parse_deadletters, by_topic[s.deadletter_topic])
     from_topic = pd.DataFrame(
         {
@@ -157,7 +159,8 @@ class StreamingJob:
             self.pg,
             s.query_name,
             lambda: read_query_id(s.checkpoint_dir),
-            s.watermark_delay_ms,
+            s.allowed_lateness_ms,
+            s.idle_close_ms,
             ind.SignalThresholds(zscore=s.zscore_threshold, gap_pct=s.gap_pct),
             database=s.database,
         )

@@ -38,11 +38,16 @@ class StreamingSettings(BaseSettings):
     shuffle_partitions: int = Field(default=2, description="Frozen into the checkpoint at the first run.")
     driver_memory: str = "1g"
 
-    watermark_delay_ms: int = Field(
-        default=5_000, description="How far behind the newest event time a tick may arrive and still count."
+    allowed_lateness_ms: int = Field(
+        default=5_000,
+        description="How far behind its own symbol's newest event a tick may arrive and still count; "
+        "a symbol's bar closes once its newest event is this far past the bar's end. (The future "
+        "tolerance is the contract's, shared with ingest: CONTRACT_FUTURE_TOLERANCE_MS.)",
     )
-    future_tolerance_ms: int = Field(
-        default=300_000, description="Largest event time ahead of the record's Kafka timestamp."
+    idle_close_ms: int = Field(
+        default=120_000,
+        description="An idle symbol's open bars close once the newest event of the whole query is this "
+        "far past their end (bounds state; must stay well above the allowed lateness).",
     )
     zscore_threshold: float = 3.0
     gap_pct: float = 0.005

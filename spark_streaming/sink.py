@@ -8,12 +8,16 @@ dropped and reloaded from the database, so the database is always the truth.
 
 Ticks are deduplicated on (symbol, event_time) by the raw table's primary key: the insert returns the
 rows it really added, and only those feed the bars, so a duplicate never counts twice.
+
+A batch PostgreSQL refuses for a data error (a row's fault, see :mod:`spark_streaming.landing`) is
+written again in *careful* mode: the raw landings run in savepoints and are split until the refused
+rows are found; they become dead letters (``rejected_by_database``, with the database's message) in
+the same transaction as everything else. The query never restarts for a data error.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -22,15 +26,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import psycopg2
-import psycopg2.errors
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from common.contract import RejectReason, Stage, payload_text
 from common.db import DatabaseUnavailable, connect
 from common.settings import PostgresSettings
 from spark_streaming import indicators as ind
-from spark_streaming.compute import BAR_MS, OPEN_BAR_COLUMNS, SymbolStates, process_batch, split_late
+from spark_streaming import letters
+from spark_streaming.compute import NEVER_MS, OPEN_BAR_COLUMNS, SymbolStates, process_batch, split_late
+from spark_streaming.landing import TS, copy_frame, ensure_partitions, isolate, land_ticks
+
+_ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, pa.ArrowException)
+"""A batch that fails with one of these is written again in careful mode (module docstring)."""
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +70,16 @@ create temp table if not exists t_open (
     symbol text, bar_start_ms bigint, open float8, high float8, low float8, close float8, volume float8,
     pv float8, trade_count int, first_ms bigint, last_ms bigint
 ) on commit delete rows;
-create temp table if not exists t_state (symbol text, state bytea) on commit delete rows;
+create temp table if not exists t_state (symbol text, state bytea, closed_through_ms bigint)
+    on commit delete rows;
 """
-
-_TS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
-
-_INSERT_TICKS = f"""
-insert into raw.ticks (symbol, event_time, price, size, bid, ask, day_volume, currency, exchange, source,
-                       ingest_time, kafka_partition, kafka_offset)
-select symbol, {_TS.format("event_time_ms")}, price, size, bid, ask, day_volume, currency, exchange, source,
-       {_TS.format("ingest_time_ms")}, kafka_partition, kafka_offset
-from t_ticks
-on conflict (symbol, event_time) do nothing
-returning symbol, (extract(epoch from event_time) * 1000)::bigint
-"""
-# The rows really added come back through COPY ... TO STDOUT (read by Arrow's CSV reader) instead of
-# psycopg2's per-row tuples: measured 0.26 s -> 0.02 s for 200k rows.
-_INSERT_TICKS_COPY_OUT = f"copy ({_INSERT_TICKS}) to stdout with (format csv)"
-_ADDED_SCHEMA = pa.schema([("symbol", pa.string()), ("event_time_ms", pa.int64())])
 
 _UPSERT_RAW_BARS = f"""
 insert into raw.bars as b (symbol, interval, bar_start, open, high, low, close, adj_close, volume, source,
                            ingest_time, kafka_partition, kafka_offset)
 select distinct on (symbol, interval, event_time_ms)
-       symbol, interval, {_TS.format("event_time_ms")}, open, high, low, close, adj_close, volume, source,
-       {_TS.format("ingest_time_ms")}, kafka_partition, kafka_offset
+       symbol, interval, {TS.format("event_time_ms")}, open, high, low, close, adj_close, volume, source,
+       {TS.format("ingest_time_ms")}, kafka_partition, kafka_offset
 from t_bars_raw
 order by symbol, interval, event_time_ms, ingest_time_ms desc, kafka_offset desc
 on conflict (symbol, interval, bar_start) do update set
@@ -102,7 +93,7 @@ where excluded.ingest_time >= b.ingest_time
 _INSERT_DEAD = f"""
 insert into raw.dead_letters (failed_at, kafka_topic, kafka_partition, kafka_offset, stage, reason, detail,
                               source, intended_topic, symbol, payload, payload_encoding)
-select {_TS.format("failed_at_ms")}, kafka_topic, kafka_partition, kafka_offset, stage, reason, detail,
+select {TS.format("failed_at_ms")}, kafka_topic, kafka_partition, kafka_offset, stage, reason, detail,
        source, intended_topic, symbol, payload, payload_encoding
 from t_dead
 on conflict do nothing
@@ -110,7 +101,7 @@ on conflict do nothing
 
 _UPSERT_BARS = f"""
 insert into rt.bars_1m (symbol, bar_start, open, high, low, close, volume, vwap, trade_count, is_final)
-select symbol, {_TS.format("bar_start_ms")}, open, high, low, close, volume, vwap, trade_count, is_final
+select symbol, {TS.format("bar_start_ms")}, open, high, low, close, volume, vwap, trade_count, is_final
 from t_bars
 on conflict (symbol, bar_start) do update set
     open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
@@ -121,7 +112,7 @@ on conflict (symbol, bar_start) do update set
 _UPSERT_IND = f"""
 insert into rt.indicators_1m (symbol, bar_start, close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14,
                               sma_20, sma_50, sma_200, session_vwap, is_final)
-select symbol, {_TS.format("bar_start_ms")}, close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14,
+select symbol, {TS.format("bar_start_ms")}, close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14,
        sma_20, sma_50, sma_200, session_vwap, is_final
 from t_ind
 on conflict (symbol, bar_start) do update set
@@ -133,7 +124,7 @@ on conflict (symbol, bar_start) do update set
 
 _INSERT_SIG = f"""
 insert into rt.signals (symbol, signal_time, signal_type, value, threshold)
-select symbol, {_TS.format("signal_time_ms")}, signal_type, value, threshold from t_sig
+select symbol, {TS.format("signal_time_ms")}, signal_type, value, threshold from t_sig
 on conflict (symbol, signal_time, signal_type) do nothing
 """
 
@@ -149,9 +140,15 @@ on conflict (query_id, symbol, bar_start_ms) do update set
 """
 
 _UPSERT_STATE = """
-insert into rt.stream_symbol_state (query_id, symbol, state)
-select %(q)s, symbol, state from t_state
-on conflict (query_id, symbol) do update set state = excluded.state, updated_at = now()
+insert into rt.stream_symbol_state (query_id, symbol, state, closed_through_ms)
+select %(q)s, symbol, state, closed_through_ms from t_state
+on conflict (query_id, symbol) do update set state = excluded.state,
+    closed_through_ms = excluded.closed_through_ms, updated_at = now()
+"""
+
+_DELETE_CLOSED = """
+delete from rt.stream_open_bars o using t_bars b
+where o.query_id = %(q)s and b.is_final and o.symbol = b.symbol and o.bar_start_ms = b.bar_start_ms
 """
 
 _UPSERT_QUERY = """
@@ -167,96 +164,6 @@ values (%(name)s, %(q)s, %(batch)s, now(), now(), 'running')
 on conflict (query_name) do update set query_id = excluded.query_id, last_batch_id = excluded.last_batch_id,
     last_batch_at = excluded.last_batch_at, beat_at = excluded.beat_at, status = excluded.status
 """
-
-
-def _arrow(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> pa.Table:
-    """The frame's `columns` as an Arrow table (NaN and None become null)."""
-    arrays = []
-    for c in columns:
-        s = frame[c]
-        if s.dtype == object:  # strings, or numbers that went through an all-null concat
-            arrays.append(pa.array(s.to_numpy(object), from_pandas=True))
-        else:
-            arrays.append(pa.array(s.to_numpy(), from_pandas=True))
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
-def _copy_arrow(cur, target: str, table: pa.Table) -> None:
-    """COPY an Arrow table into `target` through Arrow's CSV writer (null becomes NULL)."""
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    buf.seek(0)
-    cur.copy_expert(f"copy {target} ({', '.join(table.column_names)}) from stdin with (format csv)", buf)
-
-
-def _copy(cur, table: str, frame: pd.DataFrame, columns: list[str]) -> None:
-    """COPY a frame's `columns` into a temporary table."""
-    if not frame.empty:
-        _copy_arrow(cur, table, _arrow(frame, columns))
-
-
-def land_ticks(cur, ticks: pd.DataFrame) -> pd.DataFrame:
-    """Land ticks (unique on (symbol, event_time_ms)) in raw.ticks; returns the ones really added.
-
-    Optimistic: one COPY straight into raw.ticks inside a savepoint, as fast as `psql \\copy` (a batch
-    rarely repeats a tick already landed: replayed batches are skipped by the ledger). If the COPY
-    meets a tick that is already there (unique violation), the savepoint is rolled back and the batch
-    takes the deduplicating path: COPY into the temp table, INSERT ... ON CONFLICT DO NOTHING
-    RETURNING the rows really added. Rows go in primary-key order either way: the index inserts then
-    walk the btree in order (measured 1.3-1.8x faster than Kafka order for 200k rows over 1,000
-    symbols); duplicates within the batch are already gone, so the order cannot change which row wins.
-    """
-    if ticks.empty:
-        return ticks
-    _ensure_partitions(cur, "raw.ticks", ticks["event_time_ms"])
-    ordered = ticks.sort_values(["symbol", "event_time_ms"])
-    cur.execute("savepoint land_ticks")
-    try:
-        _copy_ticks_direct(cur, ordered)
-    except psycopg2.errors.UniqueViolation:
-        cur.execute("rollback to savepoint land_ticks")
-    else:
-        cur.execute("release savepoint land_ticks")
-        return ticks.reset_index(drop=True)
-    _copy(cur, "t_ticks", ordered, list(_TICK_COPY))
-    return ticks.merge(_insert_ticks(cur), on=["symbol", "event_time_ms"])
-
-
-def _copy_ticks_direct(cur, ticks: pd.DataFrame) -> None:
-    """COPY ticks into raw.ticks itself (event and ingest times as UTC timestamps, exact to the ms).
-
-    The times are written without a zone and read as UTC (SET LOCAL, this transaction only): Arrow
-    formats zoned timestamps 20x slower (1.2 s per 500k values here)."""
-    table = _arrow(ticks, _TICK_COPY)
-    for ms, ts in (("event_time_ms", "event_time"), ("ingest_time_ms", "ingest_time")):
-        i = table.column_names.index(ms)
-        table = table.set_column(i, ts, table.column(i).cast(pa.timestamp("ms")))
-    cur.execute("set local time zone 'UTC'")
-    _copy_arrow(cur, "raw.ticks", table)
-
-
-def _insert_ticks(cur) -> pd.DataFrame:
-    """Deduplicating insert t_ticks -> raw.ticks; returns (symbol, event_time_ms) of the rows it added."""
-    out = io.BytesIO()
-    cur.copy_expert(_INSERT_TICKS_COPY_OUT, out)
-    if out.tell() == 0:  # every row was a duplicate (Arrow refuses an empty CSV)
-        return _ADDED_SCHEMA.empty_table().to_pandas()
-    out.seek(0)
-    added = pacsv.read_csv(
-        out,
-        read_options=pacsv.ReadOptions(column_names=_ADDED_SCHEMA.names),
-        convert_options=pacsv.ConvertOptions(column_types=_ADDED_SCHEMA, strings_can_be_null=False),
-    )
-    return added.to_pandas()
-
-
-def _ensure_partitions(cur, parent: str, ms: pd.Series) -> None:
-    if ms.empty:
-        return
-    cur.execute(
-        f"select raw.ensure_partitions(%s, {_TS.format('%s')}, {_TS.format('%s')})",
-        (parent, int(ms.min()), int(ms.max())),
-    )
 
 
 @dataclass
@@ -280,6 +187,8 @@ class BatchOutcome:
     dead: int = 0
     bars: int = 0
     signals: int = 0
+    refused_by_database: int = 0
+    careful: bool = False  # written again in careful mode after a data error
     latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     watermark_ms: int = 0
     seconds: float = 0.0
@@ -301,7 +210,8 @@ class PostgresSink:
         pg: PostgresSettings,
         query_name: str,
         query_id: Callable[[], str],
-        watermark_delay_ms: int,
+        allowed_lateness_ms: int,
+        idle_close_ms: int,
         thresholds: ind.SignalThresholds,
         database: str | None = None,
     ) -> None:
@@ -310,7 +220,8 @@ class PostgresSink:
         self.query_name = query_name
         self._query_id_fn = query_id
         self._query_id: str | None = None
-        self.delay = watermark_delay_ms
+        self.lateness = allowed_lateness_ms
+        self.idle_close = idle_close_ms
         self.thresholds = thresholds
         self._conn: psycopg2.extensions.connection | None = None
         self._cache: _Cache | None = None
@@ -344,13 +255,18 @@ class PostgresSink:
         row = cur.fetchone()
         max_event = int(row[0]) if row else -(2**62)
         cur.execute(
-            "select symbol, state from rt.stream_symbol_state where query_id = %s order by symbol", (q,)
+            "select symbol, state, closed_through_ms from rt.stream_symbol_state"
+            " where query_id = %s order by symbol",
+            (q,),
         )
         rows = cur.fetchall()
         states = SymbolStates()
         if rows:
-            states.index = {s: i for i, (s, _) in enumerate(rows)}
-            states.matrix = np.vstack([np.frombuffer(bytes(b), dtype=np.float64) for _, b in rows]).copy()
+            states.index = {s: i for i, (s, _, _) in enumerate(rows)}
+            states.matrix = np.vstack([np.frombuffer(bytes(b), dtype=np.float64) for _, b, _ in rows]).copy()
+            states.closed_through = np.array(
+                [NEVER_MS if c is None else c for _, _, c in rows], dtype=np.int64
+            )
         cur.execute(
             f"select {', '.join(OPEN_BAR_COLUMNS)} from rt.stream_open_bars where query_id = %s", (q,)
         )
@@ -382,19 +298,28 @@ class PostgresSink:
 
     def watermark_ms(self) -> int | None:
         c = self._cache
-        return None if c is None or c.max_event_time_ms < 0 else c.max_event_time_ms - self.delay
+        return None if c is None or c.max_event_time_ms < 0 else c.max_event_time_ms - self.lateness
 
     # --- one batch ------------------------------------------------------------------------------
     def write(self, batch_id: int, frames: BatchFrames) -> BatchOutcome:
-        """Land one micro-batch exactly once. Raises on database errors (after resetting itself)."""
+        """Land one micro-batch exactly once. Raises on database errors (after resetting itself),
+        never for a row PostgreSQL refuses: such a batch is written again in careful mode."""
         started = time.perf_counter()
         try:
-            return self._write(batch_id, frames, started)
+            try:
+                return self._write(batch_id, frames, started, careful=False)
+            except _ROW_ERRORS as exc:  # the transaction was rolled back: nothing of it is left
+                log.warning(
+                    "event=batch_refused_by_database batch_id=%d error=%s action=isolate_refused_rows",
+                    batch_id,
+                    str(exc).strip().splitlines()[0][:300] if str(exc) else type(exc).__name__,
+                )
+                return self._write(batch_id, frames, started, careful=True)
         except (psycopg2.Error, DatabaseUnavailable):
             self.reset()
             raise
 
-    def _write(self, batch_id: int, frames: BatchFrames, started: float) -> BatchOutcome:
+    def _write(self, batch_id: int, frames: BatchFrames, started: float, careful: bool) -> BatchOutcome:
         conn = self._connection()
         q = self.query_id
         with conn, conn.cursor() as cur:
@@ -405,75 +330,33 @@ class PostgresSink:
             if self._cache is None:
                 self._cache = self._load(cur)
             cache = self._cache
-            watermark_before = cache.max_event_time_ms - self.delay
 
             ticks = frames.ticks.sort_values(["kafka_partition", "kafka_offset"], kind="stable")
             ticks = ticks.drop_duplicates(["symbol", "event_time_ms"], keep="first")
-            on_time, late = split_late(ticks, watermark_before)
-            dead = frames.dead
-            if not late.empty:
-                dead = pd.concat([dead, _late_letters(late, watermark_before)], ignore_index=True)
+            on_time, late = split_late(ticks, cache.open_bars, cache.states, self.lateness)
+            dead_parts = [frames.dead, letters.late_letters(late, self.lateness)]
 
-            fresh = land_ticks(cur, on_time)
-
+            fresh, refused_ticks = _land(cur, on_time, land_ticks, careful)
+            dead_parts.append(refused_ticks)
             result = process_batch(
                 fresh[["symbol", "event_time_ms", "price", "size"]],
                 cache.open_bars,
                 cache.states,
                 cache.max_event_time_ms,
-                self.delay,
+                self.lateness,
+                self.idle_close,
                 self.thresholds,
             )
-
             if not frames.bars.empty:
-                _ensure_partitions(cur, "raw.bars", frames.bars["event_time_ms"])
-                _copy(cur, "t_bars_raw", frames.bars, list(_BAR_COPY))
-                cur.execute(_UPSERT_RAW_BARS)
+                _, refused_bars = _land(cur, frames.bars, _land_raw_bars, careful)
+                dead_parts.append(refused_bars)
+            refused = sum(len(d) for d in dead_parts[2:])  # the database's refusals (ticks, bars)
+            parts = [d for d in dead_parts if not d.empty]
+            dead = pd.concat(parts, ignore_index=True) if parts else letters.empty()
             if not dead.empty:
-                _ensure_partitions(cur, "raw.dead_letters", dead["failed_at_ms"])
-                _copy(cur, "t_dead", dead, list(_DEAD_COPY))
-                cur.execute(_INSERT_DEAD)
-            if not result.bars.empty:
-                for parent in ("rt.bars_1m", "rt.indicators_1m"):
-                    _ensure_partitions(cur, parent, result.bars["bar_start_ms"])
-                _copy(cur, "t_bars", result.bars, list(result.bars.columns))
-                cur.execute(_UPSERT_BARS)
-                _copy(cur, "t_ind", result.indicators, list(result.indicators.columns))
-                cur.execute(_UPSERT_IND)
-            if not result.signals.empty:
-                _ensure_partitions(cur, "rt.signals", result.signals["signal_time_ms"])
-                _copy(cur, "t_sig", result.signals, list(result.signals.columns))
-                cur.execute(_INSERT_SIG)
-
-            # state: open bars, per-symbol indicator state, watermark, ledger, heartbeat
-            cur.execute(
-                "delete from rt.stream_open_bars where query_id = %s and bar_start_ms + %s <= %s",
-                (q, BAR_MS, result.watermark_ms),
-            )
-            if not result.touched_open.empty:
-                _copy(cur, "t_open", result.touched_open, OPEN_BAR_COLUMNS)
-                cur.execute(_UPSERT_OPEN, {"q": q})
-            if result.changed_symbols:
-                rows = result.states.rows(np.array(result.changed_symbols, dtype=object))
-                state_frame = pd.DataFrame(
-                    {
-                        "symbol": result.changed_symbols,
-                        "state": ["\\x" + result.states.matrix[r].tobytes().hex() for r in rows],
-                    }
-                )
-                _copy(cur, "t_state", state_frame, ["symbol", "state"])
-                cur.execute(_UPSERT_STATE, {"q": q})
-            cur.execute(
-                _UPSERT_QUERY,
-                {"q": q, "name": self.query_name, "max": result.max_event_time_ms, "batch": batch_id},
-            )
-            cur.execute(
-                "insert into rt.stream_ledger"
-                " (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)"
-                " values (%s, %s, %s, %s, %s, %s)",
-                (q, batch_id, self.query_name, frames.input_rows, len(fresh), len(dead)),
-            )
-            cur.execute(_HEARTBEAT, {"name": self.query_name, "q": q, "batch": batch_id})
+                _land_dead_letters(cur, dead, careful)
+            self._write_outputs(cur, result)
+            self._write_state(cur, batch_id, frames, result, len(fresh), len(dead))
         committed_ms = time.time() * 1000.0
         self._cache = _Cache(result.states, result.open_bars, result.max_event_time_ms)
         latencies = committed_ms - fresh["ingest_time_ms"].to_numpy(np.float64) if len(fresh) else np.empty(0)
@@ -482,18 +365,20 @@ class PostgresSink:
             skipped=False,
             input_rows=frames.input_rows,
             fresh_ticks=len(fresh),
-            duplicates=len(on_time) - len(fresh) + (len(frames.ticks) - len(ticks)),
+            duplicates=len(on_time) - len(fresh) - len(refused_ticks) + (len(frames.ticks) - len(ticks)),
             late=len(late),
             dead=len(dead),
             bars=len(result.bars),
             signals=len(result.signals),
+            refused_by_database=refused,
+            careful=careful,
             latencies_ms=latencies,
             watermark_ms=result.watermark_ms,
             seconds=time.perf_counter() - started,
         )
         log.info(
             "event=batch_committed query_id=%s batch_id=%d input=%d ticks=%d dup=%d late=%d dead=%d bars=%d "
-            "signals=%d seconds=%.3f",
+            "signals=%d refused_by_database=%d seconds=%.3f",
             q,
             batch_id,
             outcome.input_rows,
@@ -503,9 +388,55 @@ class PostgresSink:
             outcome.dead,
             outcome.bars,
             outcome.signals,
+            outcome.refused_by_database,
             outcome.seconds,
         )
         return outcome
+
+    def _write_outputs(self, cur, result) -> None:
+        """rt.bars_1m, rt.indicators_1m and rt.signals from the batch's computation."""
+        if not result.bars.empty:
+            for parent in ("rt.bars_1m", "rt.indicators_1m"):
+                ensure_partitions(cur, parent, result.bars["bar_start_ms"])
+            copy_frame(cur, "t_bars", result.bars, list(result.bars.columns))
+            cur.execute(_UPSERT_BARS)
+            copy_frame(cur, "t_ind", result.indicators, list(result.indicators.columns))
+            cur.execute(_UPSERT_IND)
+        if not result.signals.empty:
+            ensure_partitions(cur, "rt.signals", result.signals["signal_time_ms"])
+            copy_frame(cur, "t_sig", result.signals, list(result.signals.columns))
+            cur.execute(_INSERT_SIG)
+
+    def _write_state(self, cur, batch_id: int, frames: BatchFrames, result, fresh: int, dead: int) -> None:
+        """Open bars, per-symbol indicator state, the query's newest event, ledger and heartbeat."""
+        q = self.query_id
+        if result.bars["is_final"].any():  # t_bars holds this batch's bars: drop the ones now final
+            cur.execute(_DELETE_CLOSED, {"q": q})
+        if not result.touched_open.empty:
+            copy_frame(cur, "t_open", result.touched_open, OPEN_BAR_COLUMNS)
+            cur.execute(_UPSERT_OPEN, {"q": q})
+        if result.changed_symbols:
+            rows = result.states.rows(np.array(result.changed_symbols, dtype=object))
+            state_frame = pd.DataFrame(
+                {
+                    "symbol": result.changed_symbols,
+                    "state": ["\\x" + result.states.matrix[r].tobytes().hex() for r in rows],
+                    "closed_through_ms": result.states.closed_through[rows],
+                }
+            )
+            copy_frame(cur, "t_state", state_frame, ["symbol", "state", "closed_through_ms"])
+            cur.execute(_UPSERT_STATE, {"q": q})
+        cur.execute(
+            _UPSERT_QUERY,
+            {"q": q, "name": self.query_name, "max": result.max_event_time_ms, "batch": batch_id},
+        )
+        cur.execute(
+            "insert into rt.stream_ledger"
+            " (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)"
+            " values (%s, %s, %s, %s, %s, %s)",
+            (q, batch_id, self.query_name, frames.input_rows, fresh, dead),
+        )
+        cur.execute(_HEARTBEAT, {"name": self.query_name, "q": q, "batch": batch_id})
 
     def beat(self, status: str = "running") -> None:
         """Refresh the heartbeat row outside a batch (idle query), on its own short connection so it can
@@ -541,21 +472,6 @@ class PostgresSink:
             self._conn = None
 
 
-_TICK_COPY = (
-    "symbol",
-    "event_time_ms",
-    "price",
-    "size",
-    "bid",
-    "ask",
-    "day_volume",
-    "currency",
-    "exchange",
-    "source",
-    "ingest_time_ms",
-    "kafka_partition",
-    "kafka_offset",
-)
 _BAR_COPY = (
     "symbol",
     "interval",
@@ -571,73 +487,45 @@ _BAR_COPY = (
     "kafka_partition",
     "kafka_offset",
 )
-_DEAD_COPY = (
-    "failed_at_ms",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "stage",
-    "reason",
-    "detail",
-    "source",
-    "intended_topic",
-    "symbol",
-    "payload",
-    "payload_encoding",
-)
 
 
-def _late_letters(late: pd.DataFrame, watermark_ms: int) -> pd.DataFrame:
-    if late.empty:
-        return pd.DataFrame(columns=list(_DEAD_COPY))
-    return pd.DataFrame(
-        {
-            "failed_at_ms": late["kafka_ms"].to_numpy(np.int64),
-            "kafka_topic": late["kafka_topic"].to_numpy(object),
-            "kafka_partition": late["kafka_partition"].to_numpy(np.int64),
-            "kafka_offset": late["kafka_offset"].to_numpy(np.int64),
-            "stage": Stage.STREAM.value,
-            "reason": RejectReason.STALE_TIME.value,
-            "detail": [
-                f"event_time_ms {t} is behind the watermark {watermark_ms}" for t in late["event_time_ms"]
-            ],
-            "source": late["source"].to_numpy(object),
-            "intended_topic": late["kafka_topic"].to_numpy(object),
-            "symbol": late["symbol"].to_numpy(object),
-            "payload": [_payload(v)[0] for v in late["value"]],
-            "payload_encoding": [_payload(v)[1] for v in late["value"]],
-        }
-    )
+def _land(
+    cur, rows: pd.DataFrame, land: Callable[[object, pd.DataFrame], pd.DataFrame], careful: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows landed, dead letters of rows refused): all at once, or in careful mode part by part."""
+    if not careful or rows.empty:
+        return land(cur, rows), letters.empty()
+    landed, refused = isolate(cur, rows, land)
+    for label, message in refused:
+        log.warning(
+            "event=row_refused_by_database kafka_offset=%s error=%s", rows.loc[label, "kafka_offset"], message
+        )
+    kept = pd.concat(landed) if landed else rows.iloc[:0]
+    bad = rows.loc[[label for label, _ in refused]]
+    return kept, letters.database_letters(bad, [m for _, m in refused])
 
 
-def rejected_letters(rows: pd.DataFrame) -> pd.DataFrame:
-    """Dead-letter rows for records refused by parse/validation (rows carry kafka_* and the raw value)."""
-    if rows.empty:
-        return pd.DataFrame(columns=list(_DEAD_COPY))
-    payloads = [_payload(v) for v in rows["value"]]
-    return pd.DataFrame(
-        {
-            "failed_at_ms": rows["kafka_ms"].to_numpy(np.int64),
-            "kafka_topic": rows["kafka_topic"].to_numpy(object),
-            "kafka_partition": rows["kafka_partition"].to_numpy(np.int64),
-            "kafka_offset": rows["kafka_offset"].to_numpy(np.int64),
-            "stage": Stage.STREAM.value,
-            "reason": rows["reason"].to_numpy(object),
-            "detail": [str(d)[:2000] for d in rows["detail"]],
-            "source": rows["kafka_topic"].to_numpy(object),
-            "intended_topic": rows["kafka_topic"].to_numpy(object),
-            "symbol": [s if isinstance(s, str) else None for s in rows["symbol"]],
-            "payload": [p for p, _ in payloads],
-            "payload_encoding": [e for _, e in payloads],
-        }
-    )
+def _land_raw_bars(cur, bars: pd.DataFrame) -> pd.DataFrame:
+    """Upsert raw bars (the newest ingest of a (symbol, interval, start) wins)."""
+    ensure_partitions(cur, "raw.bars", bars["event_time_ms"])
+    copy_frame(cur, "t_bars_raw", bars, _BAR_COPY)
+    cur.execute(_UPSERT_RAW_BARS)  # in careful mode a later part upserts these again: same values
+    return bars
 
 
-def _payload(value: object) -> tuple[str, str]:
-    raw = bytes(value) if value is not None else b""
-    text, encoding = payload_text(raw)
-    if "\x00" in text:  # PostgreSQL text cannot hold NUL
-        import base64
+def _insert_dead_letters(cur, dead: pd.DataFrame) -> pd.DataFrame:
+    ensure_partitions(cur, "raw.dead_letters", dead["failed_at_ms"])
+    copy_frame(cur, "t_dead", dead, letters.DEAD_COPY)
+    cur.execute(_INSERT_DEAD)  # in careful mode a later part meets these again: on conflict, nothing
+    return dead
 
-        return base64.b64encode(raw).decode("ascii"), "base64"
-    return text, encoding
+
+def _land_dead_letters(cur, dead: pd.DataFrame, careful: bool) -> None:
+    """Dead letters; in careful mode one the database refuses is stored in its last-resort form."""
+    if not careful:
+        _insert_dead_letters(cur, dead)
+        return
+    _, refused = isolate(cur, dead, _insert_dead_letters)
+    if refused:
+        rows = dead.loc[[label for label, _ in refused]]
+        _insert_dead_letters(cur, letters.last_resort(rows, [m for _, m in refused]))

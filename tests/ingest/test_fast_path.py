@@ -11,7 +11,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.contract import SYMBOL_PATTERN, Source, Tick, Topic, decode, encode, field_names
+from common.contract import (
+    MAX_EPOCH_MS,
+    MAX_PRICE,
+    MAX_VOLUME,
+    MIN_PRICE,
+    SYMBOL_PATTERN,
+    Source,
+    Tick,
+    Topic,
+    decode,
+    encode,
+    field_names,
+)
 from ingest.instruments import Instrument, Instruments
 from ingest.pipeline import Pipeline
 from ingest.producer import KafkaSink
@@ -22,7 +34,9 @@ from tests.ingest.conftest import Reader
 
 NOW = 1_750_000_000_000
 relaxed = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200)
-finite = st.floats(allow_nan=False, allow_infinity=False)
+prices = st.floats(min_value=MIN_PRICE, max_value=MAX_PRICE)  # the contract's ranges
+sizes = st.floats(min_value=0.0, max_value=MAX_VOLUME)
+event_times = st.integers(min_value=0, max_value=MAX_EPOCH_MS)
 symbols = st.from_regex(SYMBOL_PATTERN.replace("^", "\\A", 1).replace("$", "\\Z"))
 
 
@@ -36,7 +50,7 @@ def test_wire_struct_fields_follow_the_contract_tick_field_order():
 
 
 @relaxed
-@given(symbols, st.integers(min_value=0, max_value=2**53), finite, finite, st.sampled_from(list(Source)))
+@given(symbols, event_times, prices, sizes, st.sampled_from(list(Source)))
 def test_wire_bytes_decode_to_the_same_contract_tick_as_contract_encode(symbol, t, price, size, source):
     ours = encode_price_size_tick(symbol, t, price, size, source.value, NOW)
     tick = Tick(symbol=symbol, event_time_ms=t, price=price, size=size, source=source, ingest_time_ms=NOW)
@@ -46,7 +60,7 @@ def test_wire_bytes_decode_to_the_same_contract_tick_as_contract_encode(symbol, 
 @relaxed
 @given(
     symbols,
-    st.integers(min_value=0, max_value=2**53),
+    event_times,
     st.floats(min_value=1e-4, max_value=1e12),
     st.floats(min_value=0, max_value=1e12),
 )

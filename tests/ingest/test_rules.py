@@ -8,14 +8,13 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.contract import RejectReason, Tick
+from common.contract import MAX_PRICE, MAX_VOLUME, MIN_PRICE, RejectReason, Source, Tick, Topic
 from ingest.rules import (
     Limits,
     Rejection,
-    check_event_time,
-    check_ohlc,
     clean_bar,
     clean_tick,
+    normalise,
     parse_json,
     round_to_tick,
     tick_arrays_ok,
@@ -34,9 +33,27 @@ def tick(**kw):
     return {"symbol": "AAPL", "event_time_ms": NOW, "price": 101.5, "size": 10.0} | kw
 
 
-def test_clean_tick_cleans_symbol_case_and_numeric_strings():
-    out = clean_tick(tick(symbol=" aapl ", price="101.25", size="3", event_time_ms=str(NOW)), NOW, LIMITS)
-    assert out == {"symbol": "AAPL", "event_time_ms": NOW, "price": 101.25, "size": 3.0}
+def test_clean_tick_cleans_symbol_case_and_numeric_strings_into_the_complete_wire_message():
+    out = clean_tick(
+        tick(symbol=" aapl ", price="101.25", size="3", event_time_ms=str(NOW)),
+        NOW,
+        LIMITS,
+        source=Source.YAHOO,
+        ingest_time_ms=NOW + 7,
+    )
+    assert out == {
+        "schema_version": 1,
+        "symbol": "AAPL",
+        "event_time_ms": NOW,
+        "price": 101.25,
+        "size": 3.0,
+        "source": "yahoo",
+        "ingest_time_ms": NOW + 7,
+    }
+
+
+def test_normalise_never_turns_a_boolean_into_a_number_and_drops_unknown_fields():
+    assert normalise(Topic.TICKS, tick(price=True, venue="X")) == tick(price=True)
 
 
 def test_clean_tick_refuses_boolean_price_as_wrong_type():
@@ -50,6 +67,17 @@ def test_clean_tick_refuses_crossed_quote():
 def test_clean_tick_refuses_unknown_symbol_when_a_universe_is_given():
     limits = Limits(known={"AAPL"}.__contains__)
     assert clean_tick(tick(symbol="ZZZZ"), NOW, limits).reason == RejectReason.UNKNOWN_SYMBOL
+
+
+def test_clean_tick_refuses_a_nul_in_the_exchange_the_stream_would_otherwise_choke_on():
+    assert clean_tick(tick(exchange="X\u0000Y"), NOW, LIMITS).reason == RejectReason.BAD_TEXT
+
+
+def test_a_tiny_price_is_judged_after_rounding_to_the_tick_size():
+    sizes = {"PENNY": 0.01}.get
+    out = clean_tick(tick(symbol="PENNY", price=0.00004), NOW, LIMITS, tick_size=sizes)
+    assert out == Rejection(RejectReason.NON_POSITIVE_PRICE, "price=0.0 is not > 0.0")
+    assert clean_tick(tick(symbol="PENNY", price=0.00006), NOW, LIMITS, tick_size=sizes)["price"] == 0.0001
 
 
 def test_parse_json_refuses_oversize_before_parsing():
@@ -70,35 +98,45 @@ def test_daily_bar_accepted_without_age_limit():
 @relaxed
 @given(o=prices, h=prices, lo=prices, c=prices)
 def test_ohlc_rule_accepts_exactly_when_low_below_open_close_below_high(o, h, lo, c):
-    assert (check_ohlc(o, h, lo, c) is None) == (lo <= o <= h and lo <= c <= h)
+    bar = {"symbol": "AAPL", "interval": "1d", "event_time_ms": NOW, "open": o, "high": h, "low": lo}
+    out = clean_bar(bar | {"close": c, "volume": 1.0}, NOW, LIMITS)
+    assert isinstance(out, Rejection) != (lo <= o <= h and lo <= c <= h)
+    if isinstance(out, Rejection):
+        assert out.reason == RejectReason.CROSSED_PRICES
 
 
 @relaxed
 @given(offset=st.integers(min_value=-(10**11), max_value=10**11))
 def test_event_time_rule_window(offset):
-    result = check_event_time(NOW + offset, NOW, LIMITS)
+    result = clean_tick(tick(event_time_ms=NOW + offset), NOW, LIMITS)
     if offset > 5_000:
         assert result.reason == RejectReason.FUTURE_TIME
     elif offset < -86_400_000:
         assert result.reason == RejectReason.STALE_TIME
     else:
-        assert result is None
+        assert result["event_time_ms"] == NOW + offset
 
 
 @relaxed
 @given(price=any_float, size=any_float)
-def test_clean_tick_accepts_only_finite_positive_price_and_non_negative_size(price, size):
+def test_clean_tick_accepts_only_finite_prices_and_sizes_within_the_contract_ranges(price, size):
     out = clean_tick(tick(price=price, size=size), NOW, LIMITS)
-    valid = math.isfinite(price) and math.isfinite(size) and price > 0 and size >= 0
+    finite = math.isfinite(price) and math.isfinite(size)
+    valid = finite and MIN_PRICE <= price <= MAX_PRICE and 0 <= size <= MAX_VOLUME
     assert isinstance(out, Rejection) != valid
     if not valid:
-        finite = math.isfinite(price) and math.isfinite(size)
         expected = (
             RejectReason.NON_FINITE
-            if not finite
+            if not math.isfinite(price)
             else RejectReason.NON_POSITIVE_PRICE
             if price <= 0
+            else RejectReason.OUT_OF_RANGE
+            if not MIN_PRICE <= price <= MAX_PRICE
+            else RejectReason.NON_FINITE
+            if not math.isfinite(size)
             else RejectReason.NEGATIVE_VOLUME
+            if size < 0
+            else RejectReason.OUT_OF_RANGE
         )
         assert out.reason == expected
 
@@ -119,6 +157,7 @@ def test_clean_bar_accepted_bars_satisfy_every_rule(o, spread, c, volume):
             RejectReason.CROSSED_PRICES,
             RejectReason.NEGATIVE_VOLUME,
             RejectReason.NON_POSITIVE_PRICE,
+            RejectReason.OUT_OF_RANGE,
         }
     else:
         assert out["low"] <= min(out["open"], out["close"]) <= max(out["open"], out["close"]) <= out["high"]
@@ -128,7 +167,7 @@ def test_clean_bar_accepted_bars_satisfy_every_rule(o, spread, c, volume):
 @relaxed
 @given(
     st.dictionaries(
-        st.sampled_from(["symbol", "event_time_ms", "price", "size", "bid"]),
+        st.sampled_from(["symbol", "event_time_ms", "price", "size", "bid", "exchange", "schema_version"]),
         st.one_of(
             st.none(),
             st.booleans(),
@@ -142,7 +181,7 @@ def test_clean_bar_accepted_bars_satisfy_every_rule(o, spread, c, volume):
 def test_clean_tick_never_raises_and_accepted_ticks_fit_the_contract(obj):
     out = clean_tick(obj, NOW, LIMITS)
     if not isinstance(out, Rejection):
-        Tick(**out, source="replay", ingest_time_ms=NOW)  # raises if the contract would refuse it
+        assert Tick.model_validate(out).model_dump(exclude_none=True) == out  # pydantic agrees
 
 
 @relaxed
@@ -151,19 +190,26 @@ def test_clean_tick_never_raises_and_accepted_ticks_fit_the_contract(obj):
         st.tuples(any_float, any_float, st.integers(min_value=-(10**9), max_value=10**9), st.booleans()),
         min_size=1,
         max_size=30,
-    )
+    ),
+    ingest_offset=st.sampled_from([0, 10_000, -(10**13)]),
 )
-def test_vectorised_tick_screen_agrees_with_the_scalar_rules(rows):
+def test_vectorised_tick_screen_agrees_with_the_scalar_rules(rows, ingest_offset):
     p = np.array([r[0] for r in rows])
     s = np.array([r[1] for r in rows])
     t = np.array([NOW + r[2] for r in rows], dtype=np.int64)
     known = np.array([r[3] for r in rows])
     names = ["AAPL" if k else "ZZZZ" for k in known]
     limits = Limits(future_tolerance_ms=5_000, max_age_ms=86_400_000, known={"AAPL"}.__contains__)
-    screened = tick_arrays_ok(p, s, t, known, NOW, limits).tolist()
+    ingest_ms = NOW + ingest_offset
+    screened = tick_arrays_ok(p, s, t, known, NOW, limits, ingest_ms).tolist()
     scalar = [
         not isinstance(
-            clean_tick(tick(symbol=n, price=float(a), size=float(b), event_time_ms=int(c)), NOW, limits),
+            clean_tick(
+                tick(symbol=n, price=float(a), size=float(b), event_time_ms=int(c)),
+                NOW,
+                limits,
+                ingest_time_ms=ingest_ms,
+            ),
             Rejection,
         )
         for n, a, b, c in zip(names, p, s, t, strict=True)

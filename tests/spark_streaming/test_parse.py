@@ -28,6 +28,7 @@ def _records(pairs: list[tuple[bytes | None, bytes]]) -> pd.DataFrame:
 
 def _tick(**over) -> bytes:
     fields = {
+        "schema_version": 1,
         "symbol": "AAPL",
         "event_time_ms": NOW,
         "price": 1.5,

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from common.db import connect
-from spark_streaming.sink import _TEMP_TABLES, land_ticks
+from spark_streaming.landing import land_ticks
+from spark_streaming.sink import _TEMP_TABLES
 from tests.spark_streaming.helpers import private_database, query
 
 
