@@ -8,7 +8,8 @@ contract's (:mod:`common.contract`), judged one of two ways that the property te
 1. fast path: all values of a topic as one newline-delimited block through ``pyarrow.json`` with the
    Arrow schema derived from the contract's model (unknown fields ignored: additive fields do not bump
    the contract version). Arrow refuses any other JSON type (a boolean or a string for a number, a
-   fraction for a time), so only values are left to judge: :func:`common.contract.vector_rules`;
+   fraction for a time), so only values are left to judge: :func:`common.contract.vector_rules`
+   (a JSON ``NaN``, which pandas cannot tell from null, sends its block to the slow path);
 2. slow path: a record that does not parse in a block (found by bisection), or whose framing the block
    reader cannot take, is judged alone by :func:`common.contract.load_json` and
    :func:`common.contract.check`, the functions ingest uses;
@@ -28,6 +29,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import BaseModel
 
@@ -71,6 +73,7 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
 
 
 _SCHEMAS = {topic: arrow_schema(model) for topic, model in MESSAGE_TYPES.items()}
+_FLOAT_COLUMNS = {t: [f.name for f in schema if f.type == pa.float64()] for t, schema in _SCHEMAS.items()}
 
 
 def _empty(topic: Topic) -> pd.DataFrame:
@@ -99,6 +102,9 @@ def read_block(values: list[bytes], topic: Topic) -> pd.DataFrame | None:
         table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
+    for name in _FLOAT_COLUMNS[topic]:  # pandas reads NaN as null: a JSON NaN goes to the slow path
+        if pc.any(pc.is_nan(table.column(name))).as_py():
+            return None
     return table.to_pandas()
 
 
