@@ -18,7 +18,7 @@ from ingest import metrics
 from ingest.errors import IngestError
 from ingest.instruments import Instruments, load_instruments
 from ingest.pipeline import RunStats
-from ingest.service import build_pipeline, metrics_sync, run_records, stop_on_signals
+from ingest.service import build_pipeline, finish_run, metrics_sync, run_records, stop_on_signals
 from ingest.settings import DEFAULT_METRICS_PORT, IngestSettings
 from ingest.sources.replay import ReplaySource
 from ingest.sources.synthetic import SyntheticSource
@@ -123,7 +123,7 @@ def _progress() -> Progress:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/] {exc}")
+    console.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one line, however long
     return typer.Exit(code=2)
 
 
@@ -304,14 +304,14 @@ def synthetic(
             instruments=source.instruments(),
             topics=_topics(topic_prefix),
         )
+        stop = threading.Event()
+        with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC, stop=stop):
+            try:
+                pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop)
+            finally:
+                pending = finish_run(pipeline, Source.SYNTHETIC)
     except IngestError as exc:
         raise _fail(exc) from exc
-    stop = threading.Event()
-    with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC):
-        try:
-            pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop)
-        finally:
-            pending = pipeline.finish(Source.SYNTHETIC.value)
     _report(pipeline.stats, pending)
 
 

@@ -25,3 +25,7 @@ class SourceError(IngestError):
 
 class MetricsPortTaken(IngestError):
     """The Prometheus endpoint's port is already in use."""
+
+
+class SpillError(IngestError):
+    """A record Kafka did not take could not be written to the spill file (disk full, permissions)."""

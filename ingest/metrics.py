@@ -36,6 +36,20 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
 BREAKER_STATE = Gauge(
     "ingest_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ["name"]
 )
+SPILLED = Counter(
+    "ingest_spilled_records_total",
+    "Records Kafka did not acknowledge (delivery failed or still pending at shutdown), kept in the spill.",
+    ["topic"],
+)
+SPILL_RESENT = Counter(
+    "ingest_spill_resent_records_total",
+    "Records re-sent from the spill and acknowledged by Kafka.",
+    ["topic"],
+)
+SPILL_PENDING = Gauge(
+    "ingest_spill_pending_records",
+    "Records in spill files this process wrote or is re-sending, not yet acknowledged by Kafka.",
+)
 RETRIES = Counter("ingest_retries_total", "Retried calls to a source.", ["name", "error"])
 
 

@@ -1,4 +1,5 @@
-"""The Kafka producer: idempotent, acks=all, compressed, key = symbol, counted delivery callbacks."""
+"""The Kafka producer: idempotent, acks=all, compressed, key = symbol, counted delivery callbacks; what
+Kafka does not acknowledge is kept in the spill (:mod:`ingest.spill`) and re-sent."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from ingest import metrics
-from ingest.errors import BrokerUnavailable
+from ingest.errors import BrokerUnavailable, SpillError
 from ingest.settings import IngestSettings
+from ingest.spill import CorruptSpill, Spill
 
 log = logging.getLogger("ingest.producer")
 _LATENCY_MASK = 15  # observe 1 delivery in 16
@@ -63,7 +65,9 @@ class DeliveryStats:
 
 
 class KafkaSink:
-    """One producer per process. ``send`` never drops: a full queue is served by polling (back-pressure).
+    """One producer per process. ``send`` never drops: a full queue is served by polling (back-pressure);
+    a record Kafka does not acknowledge (delivery error, or still pending when ``flush`` times out) is
+    written to the spill, and :meth:`resend_spill` sends spilled records again.
 
     Delivery callbacks run in whichever thread serves the producer (``poll`` / ``flush``); a lock lets
     one thread at a time do so, so a metrics thread may serve it while the run is idle.
@@ -72,6 +76,12 @@ class KafkaSink:
     def __init__(self, bootstrap: str, settings: IngestSettings, source: str = "unknown") -> None:
         self.bootstrap = bootstrap
         self.source = source
+        self.settings = settings
+        self.spill = Spill(
+            settings.spill_dir, bootstrap, settings.spill_fsync_records, settings.spill_fsync_interval_s
+        )  # raises SpillError at once when the spill folder cannot be written
+        self._fatal: SpillError | None = None  # a spill write failed: raised by poll / flush
+        self._unkept = 0  # records that could be neither delivered nor spilled
         self._producer = Producer(producer_config(bootstrap, settings))
         self._delivered: dict[str, list[int]] = {}  # topic -> [count], bumped by that topic's callback
         self._callbacks: dict[str, Callable[[KafkaError | None, Message], None]] = {}
@@ -125,6 +135,25 @@ class KafkaSink:
                 err.str(),
                 failed,
             )
+        if self._fatal is None:
+            try:
+                self.spill.append(topic, msg.key(), msg.value(), err.name())
+                return
+            except SpillError as exc:  # raised by the next poll / flush: a callback must not raise
+                self._fatal = exc
+                log.critical("event=spill_failed error=%s", exc)
+        self._unkept += 1
+        log.critical(
+            "event=record_not_kept topic=%s key=%s error=%s not_kept_so_far=%d",
+            topic,
+            msg.key(),
+            err.name(),
+            self._unkept,
+        )
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         """Queue one record; when the local queue is full, serve callbacks until there is room."""
@@ -165,18 +194,104 @@ class KafkaSink:
         """Serve delivery callbacks (waiting up to `timeout_s` for one)."""
         with self._serve_lock:
             self._producer.poll(timeout_s)
+        self._raise_if_fatal()
 
     def flush(self, timeout_s: float = 60.0) -> int:
-        """Wait for every queued record to be acknowledged; returns how many are still pending."""
+        """Wait for every queued record to be acknowledged; what is still pending after `timeout_s`
+        is purged from the producer and written to the spill. Returns how many records are still in
+        the producer after that (0 unless the purge's reports did not come in time)."""
         deadline = time.monotonic() + timeout_s
         remaining = len(self._producer)
         while remaining and time.monotonic() < deadline:
             with self._serve_lock:
                 remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
-        self.sync_metrics()
         if remaining:
-            log.warning("event=flush_incomplete pending=%d timeout_s=%.1f", remaining, timeout_s)
+            # purged records get a delivery report with _PURGE_QUEUE / _PURGE_INFLIGHT: they are spilled
+            # (in flight ones may have been written by the broker all the same: a possible duplicate)
+            log.warning("event=flush_incomplete pending=%d timeout_s=%.1f action=spill", remaining, timeout_s)
+            with self._serve_lock:
+                self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+                purge_deadline = time.monotonic() + 30
+                while remaining and time.monotonic() < purge_deadline:
+                    remaining = self._producer.flush(1.0)
+            if remaining:
+                log.error("event=purge_incomplete pending=%d", remaining)
+        self.spill.sync()
+        self.sync_metrics()
+        self._raise_if_fatal()
         return remaining
+
+    def resend_spill(self, include_own: bool = False) -> int:
+        """Send the spilled records of this bootstrap again, file by file, oldest first, each file in
+        its order (so per topic and key too), before anything new; returns how many Kafka acknowledged.
+
+        A file is removed once each of its records was acknowledged or, failing again, spilled again
+        (fsync'd); files another living process holds (its writer or a re-sender) are left alone. With
+        `include_own` this process's current file is closed and re-sent too (at the end of a run).
+        """
+        if include_own:
+            self.spill.rotate()
+        acknowledged = 0
+        for path in self.spill.files():
+            with self.spill.claim(path) as records:
+                if records is not None:
+                    acknowledged += self._resend_file(path, records)
+        return acknowledged
+
+    def _resend_file(self, path, records) -> int:
+        spill, failed = self.spill, self._on_failure
+        own = path in spill.own
+        outcome = [0, 0]  # acknowledged, failed again (spilled again)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                outcome[0] += 1
+                spill.acknowledged(msg.topic())
+            else:
+                outcome[1] += 1
+                failed(msg.topic(), err, msg)
+
+        log.warning("event=spill_resend_started path=%s", path)
+        count, corrupt = 0, None
+        try:
+            for record in records:
+                self._produce(record.topic, record.key, record.value, on_delivery)
+                count += 1
+                if not count & 1023:
+                    self.poll(0)
+        except CorruptSpill as exc:
+            corrupt = exc
+        if not own:
+            spill.loaded(count)
+        # every record gets its report within message.timeout.ms; flush spills what is left after that
+        self.flush(self.settings.delivery_timeout_ms / 1000 + 30)
+        if sum(outcome) != count:  # a purge's reports did not come: keep the file (re-sent next time)
+            log.error(
+                "event=spill_resend_incomplete path=%s records=%d reported=%d", path, count, sum(outcome)
+            )
+            return outcome[0]
+        if corrupt is not None:
+            kept = spill.set_aside(path, count)
+            log.error("event=spill_corrupt error=%s kept=%s", corrupt, kept)
+        else:
+            spill.done(path, count)
+        log.warning(
+            "event=spill_resend_finished path=%s records=%d acknowledged=%d spilled_again=%d",
+            path,
+            count,
+            outcome[0],
+            outcome[1],
+        )
+        return outcome[0]
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, callback) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=callback)
+                return
+            except BufferError:
+                metrics.BACKPRESSURE.inc()
+                self.poll(0.05)
 
     def pending(self) -> int:
         return len(self._producer)
@@ -191,6 +306,7 @@ class KafkaSink:
             self._sync_metrics()
 
     def _sync_metrics(self) -> None:
+        self.spill.sync_if_due()
         stats = self.stats
         for outcome, now, before in (
             ("delivered", stats.delivered, self._synced.delivered),

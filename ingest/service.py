@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from common.contract import Source, Topic
 from common.settings import kafka_settings
+from ingest.errors import BrokerUnavailable, IngestError
 from ingest.instruments import Instruments, load_instruments
 from ingest.pipeline import Pipeline, RunStats
 from ingest.producer import KafkaSink, check_broker
@@ -40,16 +41,30 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
 
 
 @contextmanager
-def metrics_sync(pipeline: Pipeline, source: Source, interval_s: float = 1.0) -> Iterator[None]:
+def metrics_sync(
+    pipeline: Pipeline,
+    source: Source,
+    interval_s: float = 1.0,
+    stop: threading.Event | None = None,
+) -> Iterator[None]:
     """While the block runs, a daemon thread serves the producer's delivery reports and moves the
     pipeline's tallies into the Prometheus counters every `interval_s`, so the counters keep up even
-    when the source is idle (a quiet live stream) or between the run loop's own syncs."""
+    when the source is idle (a quiet live stream) or between the run loop's own syncs.
+
+    When the spill cannot be written (SpillError) the thread sets `stop` and ends: the run stops and
+    its own poll / flush raises the error."""
     done = threading.Event()
 
     def loop() -> None:
         while not done.wait(interval_s):
-            pipeline.sink.poll(0)
-            pipeline.sync_metrics(source.value)
+            try:
+                pipeline.sink.poll(0)
+                pipeline.sync_metrics(source.value)
+            except IngestError as exc:
+                log.critical("event=metrics_sync_stopped error=%s", exc)
+                if stop is not None:
+                    stop.set()
+                return
 
     thread = threading.Thread(target=loop, name="ingest-metrics-sync", daemon=True)
     thread.start()
@@ -78,8 +93,35 @@ def build_pipeline(
         check_broker(bootstrap, sorted(set(wanted.values())))
     if instruments is None:
         instruments = load_instruments(settings.instruments_file)
-    sink = KafkaSink(bootstrap, settings, source=source.value)
+    sink = KafkaSink(bootstrap, settings, source=source.value)  # SpillError when the spill is unwritable
+    resent = sink.resend_spill()  # what an earlier run could not deliver goes first
+    if resent:
+        log.warning("event=spill_resent records=%d", resent)
     return Pipeline(sink, settings, instruments, topics=topics, live=live)
+
+
+def finish_run(pipeline: Pipeline, source: Source, flush_timeout_s: float = 60.0) -> int:
+    """Flush (what is still pending then goes to the spill) and, when this run spilled records and
+    Kafka answers again, re-send them now rather than at the next start. Returns the records still in
+    the producer (0 unless a purge's reports did not come)."""
+    remaining = pipeline.finish(source.value, flush_timeout_s)
+    sink = pipeline.sink
+    if sink.spill.own:
+        try:
+            check_broker(sink.bootstrap, timeout_s=5.0)
+        except BrokerUnavailable:
+            log.warning(
+                "event=spill_kept records=%d folder=%s (Kafka does not answer: re-sent at the next start)",
+                sink.spill.pending,
+                sink.spill.folder,
+            )
+            sink.spill.close()
+            return remaining
+        resent = sink.resend_spill(include_own=True)
+        sink.flush(flush_timeout_s)
+        log.warning("event=spill_resent records=%d still_spilled=%d", resent, sink.spill.pending)
+    sink.spill.close()
+    return remaining
 
 
 def run_records(
@@ -91,11 +133,11 @@ def run_records(
 ) -> RunStats:
     """Run a source through a pipeline until it ends or SIGTERM; always flushes the producer."""
     stop = stop or threading.Event()
-    with stop_on_signals(stop), metrics_sync(pipeline, source):
+    with stop_on_signals(stop), metrics_sync(pipeline, source, stop=stop):
         try:
             pipeline.run(records, stop=stop, on_progress=on_progress)
         finally:
-            pipeline.finish(source.value)
+            finish_run(pipeline, source)
     return pipeline.stats
 
 
@@ -129,10 +171,10 @@ def produce_synthetic(
         Source.SYNTHETIC, bootstrap=bootstrap, settings=settings, instruments=instruments, topics=topics
     )
     stop = stop or threading.Event()
-    with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC):
+    with stop_on_signals(stop), metrics_sync(pipeline, Source.SYNTHETIC, stop=stop):
         try:
             pipeline.run_arrays(source.arrays(), Source.SYNTHETIC, stop=stop, on_progress=on_progress)
         finally:
             source.close()
-            pipeline.finish(Source.SYNTHETIC.value, flush_timeout_s)
+            finish_run(pipeline, Source.SYNTHETIC, flush_timeout_s)
     return pipeline.stats
