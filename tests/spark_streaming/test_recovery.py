@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from common.settings import postgres_settings
 from devstack.postgres import Postgres
 from devstack.process import port_open
 from spark_streaming.feed import delete_topics, producer, tick_value
+from tests.conftest import end_offsets
 from tests.spark_streaming.helpers import (
     JobProcess,
     private_database,
@@ -88,13 +90,21 @@ def test_three_sigkills_mid_run_give_the_same_tables_as_an_uninterrupted_run(boo
     def batches(pg) -> int:
         return query(pg, "select count(*) from rt.stream_ledger")[0][0]
 
+    assert sum(end_offsets(bootstrap_servers, topics[Topic.TICKS]).values()) == len(items)
     ref.start()
     killed.start()
     try:
+        committed_at_kills = []
         for at_batch in (2, 4, 6):
             wait_for(lambda at=at_batch: batches(pg_kill) >= at, 240, f"batch {at_batch} of the killed run")
             killed.kill()
+            # the kill hit a run that had committed batches and had input left: the ledger, read once
+            # the process is dead, holds at least `at_batch` batches and less than every record
+            done, rows = batches(pg_kill), consumed(pg_kill)
+            assert done >= at_batch and rows < len(items), (at_batch, done, rows, len(items))
+            committed_at_kills.append(done)
             killed.start()
+        assert committed_at_kills == sorted(set(committed_at_kills))  # each restart made progress
         wait_for(lambda: consumed(pg_ref) >= len(items), 300, "the uninterrupted run to finish")
         wait_for(lambda: consumed(pg_kill) >= len(items), 300, "the killed run to finish")
         assert consumed(pg_kill) == len(items)  # no batch landed twice
@@ -156,10 +166,22 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
         wait_for(
             lambda: query(pg, "select count(*) from raw.ticks")[0][0] > 200, 180, "ticks before the restart"
         )
+        landed_before = query(pg, "select count(*) from raw.ticks")[0][0]
         server.stop()
-        time.sleep(3)
+        # the outage hit a batch: the sink logs a retry of it while the server is down
+        wait_for(lambda: "event=sink_retry" in job.log_path.read_text(errors="replace"), 120, "a sink retry")
+        retried = {
+            int(m.group(1))
+            for m in re.finditer(r"event=sink_retry batch_id=(\d+)", job.log_path.read_text(errors="replace"))
+        }
+        assert job.alive()
         server.start()
-        time.sleep(5)
+        # ticks sent during and after the outage keep landing before the feed stops
+        wait_for(
+            lambda: query(pg, "select count(*) from raw.ticks")[0][0] > landed_before + 100,
+            120,
+            "ticks landing after the restart",
+        )
         stop.set()
         feeder.join(60)
         wait_for(
@@ -174,6 +196,7 @@ def test_job_recovers_from_a_postgresql_restart_without_loss(bootstrap_servers, 
         )
         ids = [r[0] for r in query(pg, "select batch_id from rt.stream_ledger order by 1")]
         assert ids == list(range(len(ids)))
+        assert retried and retried <= set(ids)  # the batch in retry during the outage was committed
     finally:
         if job is not None:
             job.stop()
