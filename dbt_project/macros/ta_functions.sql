@@ -121,6 +121,7 @@ create or replace aggregate udf.ta_recursive(
     stype = float8[]
 );
 
-grant usage on schema udf to market_reader;
-grant execute on all functions in schema udf to market_reader;
+-- the reader has SELECT on what it reads and nothing else (V022): no view calls these
+revoke all on schema udf from public, market_reader;
+revoke all on all functions in schema udf from public, market_reader;
 {% endmacro %}

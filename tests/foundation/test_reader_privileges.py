@@ -30,11 +30,10 @@ TICK_SYMBOL = "PRIVTICK"
 # schemas dbt creates as market_writer (generate_schema_name: staging, intermediate, marts; the
 # on-run-start hooks: udf, quality); all must exist for the tests to mean anything
 DBT_SCHEMAS = ("staging", "intermediate", "marts", "quality", "udf")
-# dbt's on-run-start hook (dbt_project/macros/ta_functions.sql) grants the reader EXECUTE on the
-# TA aggregate and its step function, on every run. Nothing the reader reads needs them (no view
-# calls them: fct_daily_prices reads the stored columns); they are plain immutable arithmetic
-# running with the caller's rights. They are the only functions the reader may execute.
-READER_EXECUTABLE_SCHEMAS = ("udf",)
+# dbt's on-run-start hook (dbt_project/macros/ta_functions.sql) creates the TA aggregate and its step
+# function and revokes them from PUBLIC and the reader on every run (no view calls them:
+# fct_daily_prices reads stored columns). The reader may execute no routine of the project at all.
+READER_EXECUTABLE_SCHEMAS: tuple[str, ...] = ()
 
 # every schema that is not PostgreSQL's own
 _USER_SCHEMAS = "n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_'"
@@ -191,7 +190,7 @@ def test_the_reader_cannot_execute_any_project_routine_even_read_write(priv_db):
     assert allowed == {}, "routines the reader was not refused (None = it ran)"
 
 
-def test_the_only_routines_the_reader_may_execute_are_dbts_immutable_ta_arithmetic(priv_db):
+def test_the_reader_may_execute_no_routine_of_the_project(priv_db):
     executable = priv_db.admin_query(
         f"""
         select n.nspname, p.proname, p.prosecdef, p.provolatile, pg_get_userbyid(p.proowner)
@@ -201,9 +200,7 @@ def test_the_only_routines_the_reader_may_execute_are_dbts_immutable_ta_arithmet
         """,
         (READER,),
     )
-    assert {(r[0], r[1]) for r in executable} == {("udf", "ta_recursive"), ("udf", "ta_recursive_step")}
-    for nspname, proname, secdef, volatility, owner in executable:
-        assert not secdef and volatility == "i" and owner == "market_writer", (nspname, proname)
+    assert executable == []
 
 
 def test_the_original_attack_is_refused_and_a_landed_tick_survives(priv_db):

@@ -78,7 +78,7 @@ def test_three_sigkills_mid_run_give_the_same_tables_as_an_uninterrupted_run(boo
     produce(bootstrap_servers, topics[Topic.TICKS], items)
     pg_ref = private_database(f"test_stream_ref_{tag.lower()}")
     pg_kill = private_database(f"test_stream_kill_{tag.lower()}")
-    settings = {"max_offsets_per_trigger": 250, "watermark_delay_ms": 600_000}
+    settings = {"max_offsets_per_trigger": 250, "allowed_lateness_ms": 600_000}
     (tmp_path / "ref").mkdir()
     (tmp_path / "kill").mkdir()
     ref = JobProcess(tmp_path / "ref", topics, pg_ref, **settings)
