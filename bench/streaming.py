@@ -8,7 +8,9 @@ topics, with the job in this process (local[2]) and the load generator in a chil
   the highest sustainable rate (consumer lag stays bounded below it);
 - sink ratio: the sink's transaction (COPY to temp + upsert into raw.ticks) against `psql \\copy` of the
   same rows into a plain copy of raw.ticks, in the same run;
-- state memory: indicator state of 5,000 symbols after 250 bars each, and the driver's RSS growth.
+- state memory: indicator state of 5,000 symbols after 250 bars each, and the driver's RSS growth;
+- the contract's rules in the parser: parse vs Arrow's block read alone, same process;
+- a poison row: the sink's write of 100,000 ticks with one row PostgreSQL refuses vs without it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from ingest.producer import producer_config
 from ingest.settings import IngestSettings
 from spark_streaming import compute, landing
 from spark_streaming import indicators as ind
+from spark_streaming import parse as parse_module
 from spark_streaming import sink as sink_module
 from spark_streaming.feed import create_topics, delete_topics, producer, tick_value
 from spark_streaming.job import StreamingJob, build_session
 from spark_streaming.metrics import StreamingMetrics
+from spark_streaming.parse import parse_ticks
 from spark_streaming.settings import StreamingSettings
 from spark_streaming.sink import BatchFrames, PostgresSink
 
@@ -274,25 +278,7 @@ def _sink_ratio(rows: int) -> dict:
     """Sink transaction vs psql \\copy of the same tick rows, best of 3 each, same run."""
     pg = postgres_settings().model_copy(update={"database": DATABASE})
     now = int(time.time() * 1000) - 3_600_000
-    rng = np.random.default_rng(3)
-    symbols = np.array([f"S{i:04d}" for i in range(1000)], dtype=object)
-    frame = pd.DataFrame(
-        {
-            "symbol": symbols[np.arange(rows) % 1000],
-            "event_time_ms": now + np.arange(rows) // 1000,
-            "price": 100 + rng.random(rows),
-            "size": np.ones(rows),
-            "bid": np.nan,
-            "ask": np.nan,
-            "day_volume": np.nan,
-            "currency": None,
-            "exchange": None,
-            "source": "synthetic",
-            "ingest_time_ms": now,
-            "kafka_partition": 0,
-            "kafka_offset": np.arange(rows),
-        }
-    )
+    frame = _synthetic_ticks(rows, 1000, now)
     conn = connect("admin", pg)
     conn.autocommit = True
     cur = conn.cursor()
@@ -339,22 +325,14 @@ def _sink_ratio(rows: int) -> dict:
             capture_output=True,
         )
         psql_times.append(time.perf_counter() - t)
-    for i in range(3):
+    for _ in range(3):
         cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
-        sink = PostgresSink(
-            pg,
-            "bench_sink",
-            lambda i=i: f"bench-sink-{uuid.uuid4()}",
-            5_000,
-            120_000,
-            ind.SignalThresholds(),
-            database=DATABASE,
-        )
+        sink = _bench_sink(pg, "bench_sink")
         t = time.perf_counter()
         sink.write(
             0,
             BatchFrames(
-                ticks=frame.assign(kafka_topic="t", kafka_ms=now, value=None),
+                ticks=frame,
                 bars=pd.DataFrame(),
                 dead=pd.DataFrame(),
                 input_rows=rows,
@@ -384,6 +362,122 @@ def _sink_ratio(rows: int) -> dict:
         "landing_rows_per_s": round(rows / min(land_times)),
         "ratio_landing_to_psql_copy": round(min(psql_times) / min(land_times), 3),
         "goal_ratio": 0.7,
+    }
+
+
+def _bench_sink(pg, name: str) -> PostgresSink:
+    """A sink of a fresh query id (so no batch is skipped by the ledger) with the default settings."""
+    s = StreamingSettings()
+    return PostgresSink(
+        pg,
+        name,
+        lambda: f"{name}-{uuid.uuid4()}",
+        s.allowed_lateness_ms,
+        s.idle_close_ms,
+        ind.SignalThresholds(),
+        database=DATABASE,
+    )
+
+
+def _synthetic_ticks(rows: int, symbols: int, now: int) -> pd.DataFrame:
+    """Sink input: `rows` valid ticks over `symbols` symbols, one millisecond apart per symbol."""
+    rng = np.random.default_rng(3)
+    names = np.array([f"S{i:04d}" for i in range(symbols)], dtype=object)
+    return pd.DataFrame(
+        {
+            "symbol": names[np.arange(rows) % symbols],
+            "event_time_ms": now + np.arange(rows) // symbols,
+            "price": 100 + rng.random(rows),
+            "size": np.ones(rows),
+            "bid": np.nan,
+            "ask": np.nan,
+            "day_volume": np.nan,
+            "currency": None,
+            "exchange": None,
+            "source": "synthetic",
+            "ingest_time_ms": now,
+            "kafka_topic": "bench",
+            "kafka_partition": 0,
+            "kafka_offset": np.arange(rows),
+            "kafka_ms": now,
+            "value": None,
+        }
+    )
+
+
+def _parse_cost(rows: int, rounds: int = 5) -> dict:
+    """The contract's rules in the stream's parser: ``parse_ticks`` on a batch of encoded ticks against
+    the block read alone (Arrow's JSON reader with the contract's schema, no rule judged), the floor
+    of any parser of this design. Same process, the two alternated, best of `rounds` each."""
+    now = int(time.time() * 1000)
+    values = [tick_value(f"S{i % 1000:04d}", now - rows + i, 100.0 + i % 7, 1.0, now) for i in range(rows)]
+    records = pd.DataFrame(
+        {
+            "kafka_topic": "bench",
+            "kafka_partition": 0,
+            "kafka_offset": np.arange(rows),
+            "kafka_ms": now,
+            "key": [v.split(b'"symbol":"')[1][:5] for v in values],
+            "value": values,
+        }
+    )
+    full, floor = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        valid, refused = parse_ticks(records, 5_000)
+        full.append(time.perf_counter() - t)
+        assert len(valid) == rows and refused.empty
+        t = time.perf_counter()
+        parse_module.read_block(values, Topic.TICKS)
+        floor.append(time.perf_counter() - t)
+    return {
+        "rows": rows,
+        "parse_rows_per_s": round(rows / min(full)),
+        "block_read_rows_per_s": round(rows / min(floor)),
+        "rules_us_per_row": round((min(full) - min(floor)) / rows * 1e6, 3),
+        "ratio_parse_to_block_read": round(min(floor) / min(full), 3),
+    }
+
+
+def _poison_cost(rows: int, rounds: int = 3) -> dict:
+    """What one row PostgreSQL refuses costs a batch: the sink's write of `rows` valid ticks, against
+    the same batch with one row PostgreSQL refuses (a NUL in its exchange, put past the parser on
+    purpose) in the middle, which the sink finds by bisection in careful mode. Same run, alternated."""
+    pg = postgres_settings().model_copy(update={"database": DATABASE})
+    conn = connect("admin", pg)
+    conn.autocommit = True
+    cur = conn.cursor()
+    clean_times, poisoned_times, refused = [], [], 0
+    for _ in range(rounds):
+        for poisoned in (False, True):
+            now = int(time.time() * 1000) - 3_600_000
+            frame = _synthetic_ticks(rows, 1000, now)
+            if poisoned:
+                frame.loc[rows // 2, "exchange"] = "X\x00Y"
+                frame.loc[rows // 2, "value"] = b"{}"
+            cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
+            cur.execute("delete from raw.dead_letters where kafka_topic = 'bench'")
+            sink = _bench_sink(pg, "bench_poison")
+            frames = BatchFrames(ticks=frame, bars=pd.DataFrame(), dead=pd.DataFrame(), input_rows=rows)
+            t = time.perf_counter()
+            outcome = sink.write(0, frames)
+            (poisoned_times if poisoned else clean_times).append(time.perf_counter() - t)
+            sink.close()
+            if poisoned:
+                assert (
+                    outcome.careful and outcome.refused_by_database == 1 and outcome.fresh_ticks == rows - 1
+                )
+                refused += 1
+    cur.execute("delete from raw.ticks where symbol like 'S____' and source = 'synthetic'")
+    cur.execute("delete from raw.dead_letters where kafka_topic = 'bench'")
+    conn.close()
+    return {
+        "rows": rows,
+        "clean_batch_s": round(min(clean_times), 3),
+        "poisoned_batch_s": round(min(poisoned_times), 3),
+        "cost_of_one_poison_row_s": round(min(poisoned_times) - min(clean_times), 3),
+        "ratio_poisoned_to_clean": round(min(poisoned_times) / min(clean_times), 2),
+        "goal_cost_s": 2.0,
     }
 
 
@@ -424,6 +518,8 @@ def run(quick: bool = False) -> dict:
     migrate(postgres_settings().model_copy(update={"database": DATABASE}))
     results: dict = {"state_memory": _state_memory(5_000, 250)}
     results["sink_vs_psql_copy"] = _sink_ratio(100_000 if quick else 500_000)
+    results["parse_strict_rules"] = _parse_cost(20_000 if quick else 50_000)
+    results["poison_row_in_batch"] = _poison_cost(100_000, 1 if quick else 3)
     spark = build_session(StreamingSettings())
     try:
         # the warm-up covers the JVM's JIT compilation of the per-batch code paths (about a minute

@@ -197,12 +197,13 @@ def late_thresholds(
     symbols: np.ndarray, open_bars: pd.DataFrame, states: SymbolStates, allowed_lateness_ms: int
 ) -> np.ndarray:
     """Per row: the earliest event time its symbol still accepts (see the module docstring)."""
-    newest = newest_events(open_bars)
-    get = newest.get
+    codes, uniques = pd.factorize(symbols)  # judged per symbol, not per tick
+    uniques = np.asarray(uniques, dtype=object)
+    get = newest_events(open_bars).get
     behind = np.fromiter(
-        (get(s, NEVER_MS + allowed_lateness_ms) for s in symbols.tolist()), dtype=np.int64, count=len(symbols)
+        (get(s, NEVER_MS + allowed_lateness_ms) for s in uniques.tolist()), dtype=np.int64, count=len(uniques)
     )
-    return np.maximum(behind - allowed_lateness_ms, states.closed_through_of(symbols))
+    return np.maximum(behind - allowed_lateness_ms, states.closed_through_of(uniques))[codes]
 
 
 def split_late(
