@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -135,7 +135,9 @@ class BarInterval(StrEnum):
 
 
 SYMBOL_PATTERN = r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,30}$"
-"""Yahoo's symbol spelling, upper case: an optional leading ^ (indices), then letters, digits, . - =."""
+"""Yahoo's symbol spelling, upper case: an optional leading ^ (indices), then letters, digits, . - =.
+Matched against the whole value (``fullmatch``: Python's ``$`` alone would also take "AAPL\\n")."""
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 
 MAX_PRICE = 1e12
 """Largest price any instrument is quoted at, quote currency (BTC in Indonesian rupiah is about 1e9)."""
@@ -212,6 +214,8 @@ class Rule:
 
     def annotated(self, base: Any, **kwargs: Any) -> Any:
         """``Annotated[base, Field(...), self]``: the type of a model field under this rule."""
+        if self.kind is RuleKind.SYMBOL:  # Python's `$` also matches before a final newline
+            return Annotated[base, self.field(**kwargs), AfterValidator(_whole_symbol), self]
         return Annotated[base, self.field(**kwargs), self]
 
     def accepts(self, values: pd.Series) -> np.ndarray:
@@ -225,6 +229,12 @@ class Rule:
     def accepts_one(self, value: Any) -> bool:
         """Scalar: True when a value of the right JSON type passes this rule's value checks."""
         return _type_reason("value", self, value) is None and _value_reason("value", self, value) is None
+
+
+def _whole_symbol(value: str) -> str:
+    if not _SYMBOL_RE.fullmatch(value):
+        raise ValueError(f"symbol {value!r} is not a valid symbol")
+    return value
 
 
 def _choices(enum: type[StrEnum]) -> Rule:
@@ -267,7 +277,11 @@ class _Message(BaseModel):
 
 
 class Tick(_Message):
-    """One trade or quote update. Topic ``market.ticks.v1``, key = symbol."""
+    """One trade or quote update. Topic ``market.ticks.v1``, key = symbol.
+
+    Beyond what the schema states: bid <= ask when both are present; event_time_ms and ingest_time_ms
+    at most CONTRACT_FUTURE_TOLERANCE_MS (5 s) ahead of the reader's clock; times written as integers
+    (1.0 is refused); unknown fields are ignored."""
 
     symbol: Symbol
     event_time_ms: EpochMs = Field(description="Exchange time of the trade/quote, UTC epoch ms.")
@@ -291,7 +305,11 @@ class Tick(_Message):
 
 
 class Bar(_Message):
-    """One OHLCV bar. Topic ``market.bars.v1``, key = symbol."""
+    """One OHLCV bar. Topic ``market.bars.v1``, key = symbol.
+
+    Beyond what the schema states: low <= open <= high and low <= close <= high; event_time_ms and
+    ingest_time_ms at most CONTRACT_FUTURE_TOLERANCE_MS (5 s) ahead of the reader's clock; times
+    written as integers (1.0 is refused); unknown fields are ignored."""
 
     symbol: Symbol
     interval: _choices(BarInterval).annotated(BarInterval) = Field(  # type: ignore[valid-type]
@@ -371,6 +389,7 @@ def json_schema(topic: Topic | str) -> dict[str, Any]:
     is required on the wire, though Python code may leave it to its default)."""
     schema = MESSAGE_TYPES[Topic(topic)].model_json_schema()
     schema["required"] = list(fields_of(topic).required)
+    schema["additionalProperties"] = True  # readers ignore unknown fields: additive fields are allowed
     return schema
 
 
@@ -537,7 +556,7 @@ def _value_reason(name: str, rule: Rule, value: Any) -> Rejection | None:
                 RejectReason.OUT_OF_RANGE, f"{name}={_show(value)} is outside [{low}, {rule.ceiling}]"
             )
     elif kind is RuleKind.SYMBOL:
-        if len(value) > (rule.max_length or 32) or not _SYMBOL_RE.match(value):
+        if len(value) > (rule.max_length or 32) or not _SYMBOL_RE.fullmatch(value):
             return Rejection(RejectReason.BAD_SYMBOL, f"symbol={_show(value)} is not a valid symbol")
     elif kind is RuleKind.TEXT:
         if rule.max_length is not None and len(value) > rule.max_length:
@@ -545,9 +564,6 @@ def _value_reason(name: str, rule: Rule, value: Any) -> Rejection | None:
         if rule.forbidden and _forbidden_re(rule.forbidden).search(value):
             return Rejection(RejectReason.BAD_TEXT, f"{name}={_show(value)} holds a control character")
     return None
-
-
-_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 
 
 def check(

@@ -118,7 +118,7 @@ def load_instruments(path: Path | str) -> Instruments:
 
 def _parse_row(path: Path, line: int, row: dict[str, str]) -> Instrument:
     symbol = (row.get("symbol") or "").strip().upper()
-    if not SYMBOL_RE.match(symbol):
+    if not SYMBOL_RE.fullmatch(symbol):
         raise SymbolFileError(f"{path}:{line}: bad symbol {row.get('symbol')!r}")
     asset_class = (row.get("asset_class") or "equity").strip().lower()
     if asset_class not in DEFAULT_TICK:

@@ -8,6 +8,7 @@ times out of range or ahead, schema versions, unknown fields, broken bytes) - go
 - the stream's slow path (:func:`spark_streaming.parse.judge_alone`),
 - the stream's fast path (Arrow block + :func:`common.contract.vector_rules`) whenever Arrow reads it,
 - and the stream's real routing (:func:`spark_streaming.parse.parse_ticks` / ``parse_bars``),
+- and the published JSON Schema, as far as a JSON Schema can state the rules,
 
 and all must accept, or refuse with the same reason code. A second property: whatever ingest builds
 from a source record and would publish, the stream accepts with the same values.
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from common.contract import (
     MAX_EPOCH_MS,
@@ -36,6 +38,7 @@ from common.contract import (
     Source,
     Topic,
     fields_of,
+    json_schema,
     load_json,
 )
 from ingest.rules import Limits, clean, judge
@@ -244,9 +247,36 @@ def stream_decision(topic: Topic, value: bytes, key: bytes) -> tuple[str | None,
     return (None if len(valid) else refused["reason"].iloc[0]), valid
 
 
+SCHEMA_VALIDATORS = {t: Draft202012Validator(json_schema(t)) for t in (Topic.TICKS, Topic.BARS)}
+BEYOND_THE_SCHEMA = {
+    "crossed_prices",
+    "future_time",
+    "wrong_type",
+    "unsupported_schema_version",
+    "non_finite",
+}
+"""What the contract refuses that a JSON Schema cannot state: field pairs, the time window relative to
+a clock, integers written as 1.0 (JSON Schema's "integer" takes them), and NaN / Infinity (not JSON
+at all, but Python's reader takes them and a schema's bounds do not catch NaN)."""
+
+
+def _schema_agrees(topic: Topic, value: bytes, expected: str | None) -> None:
+    """The published JSON Schema refuses nothing the contract accepts, and what it accepts the
+    contract refuses only for a rule the schema cannot state."""
+    obj = load_json(value)
+    if isinstance(obj, Rejection):
+        return
+    valid = SCHEMA_VALIDATORS[topic].is_valid(obj)
+    if expected is None:
+        assert valid, (value, list(SCHEMA_VALIDATORS[topic].iter_errors(obj))[:1])
+    elif valid:
+        assert expected in BEYOND_THE_SCHEMA, (value, expected)
+
+
 def _same_decision(topic: Topic, message: dict, damage: str | None) -> None:
     value = wire(message, damage)
     expected = ingest_decision(topic, value)
+    _schema_agrees(topic, value, expected)
     assert slow_decision(topic, value) == expected, (value, expected)
     fast = fast_decision(topic, value)
     if fast is not False:
