@@ -1,0 +1,1 @@
+"""Streamlit + Plotly dashboard over the marts, the stream's tables, the quality score and monitoring."""
