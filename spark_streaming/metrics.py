@@ -93,6 +93,12 @@ class StreamingMetrics:
             "Wall clock minus the query's event-time watermark.",
             registry=r,
         )
+        self.kafka_lag = Gauge(
+            "streaming_kafka_offsets_behind_latest",
+            "Records between the last batch's end and the newest offset, in the partition furthest behind "
+            "(Spark's maxOffsetsBehindLatest of the Kafka source).",
+            registry=r,
+        )
         self.heartbeat = Gauge(
             "streaming_heartbeat_timestamp_seconds",
             "Unix time of the last sign of life of the query (batch, progress or idle).",
@@ -178,6 +184,13 @@ class ProgressListener(StreamingQueryListener):
         m.input_rate.set(p.inputRowsPerSecond or 0.0)
         m.processed_rate.set(p.processedRowsPerSecond or 0.0)
         m.batch_duration.set((p.batchDuration or 0) / 1000.0)
+        behind = [
+            float(source.metrics["maxOffsetsBehindLatest"])
+            for source in p.sources or []
+            if source.metrics and "maxOffsetsBehindLatest" in source.metrics
+        ]
+        if behind:
+            m.kafka_lag.set(max(behind))
         rows, size, watermark_ms = self.state()
         m.state_rows.set(rows)
         m.state_bytes.set(size)
