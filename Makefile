@@ -17,7 +17,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup apt venv jars env up down status migrate partitions demo-stop docs test test-fast lint demo bench clean-state lock
+.PHONY: help setup apt venv jars env up down status migrate partitions demo-stop docs dashboard test test-fast lint demo bench clean-state lock
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ demo-stop: ## Stop the demo's background ingest and streaming processes
 
 docs: up ## Generate the dbt docs and serve them on 127.0.0.1:8580
 	@$(PY) -m dbt_project docs
+
+dashboard: up ## Serve the Streamlit dashboard on 127.0.0.1:8501 (DASHBOARD_PORT), as market_reader
+	@$(PY) -m dashboard
 
 bench: up ## Run the benchmarks under bench/ (figures as ratios to same-run baselines)
 	@$(PY) -m bench

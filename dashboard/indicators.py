@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 MIN_PERIOD = 2
 MAX_PERIOD = 500
 

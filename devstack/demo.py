@@ -155,6 +155,8 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
                 str(INGEST_METRICS_PORT),
             ],
         ),
+        # the Streamlit dashboard (dashboard/), as market_reader, on DASHBOARD_HOST:DASHBOARD_PORT
+        "dashboard": Background("dashboard", ["-m", "dashboard"], stop_timeout_s=20.0),
     }
 
 
@@ -236,6 +238,15 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     if build.returncode != 0:
         console.print("[yellow]dbt build reported failures: see the quality score and dbt_project/logs[/]")
     summary(console)
+    procs["dashboard"].start()
+    console.print(f"dashboard: {dashboard_url()}  (log {procs['dashboard'].log_file})")
+
+
+def dashboard_url() -> str:
+    from dashboard.settings import dashboard_settings
+
+    settings = dashboard_settings()
+    return f"http://{settings.host}:{settings.port}"
 
 
 def summary(console: Console) -> None:

@@ -1,0 +1,67 @@
+"""The running app in Debian's Chromium (Playwright): every page draws its charts without an exception
+shown in the page; a screenshot of each is kept in .state/test-artifacts/dashboard/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard.server import serving
+from tests.conftest import free_ports
+from tests.dashboard.conftest import LIVE_SYMBOL, closed_port
+from tests.dashboard.helpers import artifacts_dir
+
+CHROMIUM = "/usr/bin/chromium"
+PAGES = {  # url path -> charts the page must draw
+    "?symbol=DASHB&timeframe=daily": 1,  # Market, the default page, is served at /
+    f"?symbol={LIVE_SYMBOL}&timeframe=live": 1,
+    "compare": 1,
+    "quality": 3,
+    "health": 2,
+}
+READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# Plotly has drawn a chart when its plot has axes (a cartesian layer); Streamlit shows skeletons until
+# the script's first elements arrive
+DRAWN = """(charts) =>
+    [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.cartesianlayer')).length
+        >= charts && !document.querySelector('[data-testid="stSkeleton"]')"""
+
+
+@pytest.fixture(scope="module")
+def server(dashboard_db, tmp_path_factory) -> Iterator[str]:
+    env = {
+        "DASHBOARD_DATABASE": dashboard_db.name,
+        "DASHBOARD_AIRFLOW_URL": f"http://127.0.0.1:{closed_port()}",
+    }
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with serving(free_ports(1)[0], log, env) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_every_page_draws_its_charts_in_chromium_without_an_exception(server):
+    from playwright.sync_api import sync_playwright
+
+    folder = artifacts_dir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1200})
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            for path, charts in PAGES.items():
+                page.goto(f"{server}/{path}")
+                page.wait_for_selector(READY, timeout=30_000)
+                page.wait_for_function(DRAWN, arg=charts, timeout=30_000)
+                page.wait_for_selector(READY, timeout=30_000)
+                name = (path if not path.startswith("?") else "market" + path).replace("?", "_")
+                name = name.replace("&", "_").replace("=", "-")
+                page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+                shown = page.locator("[data-testid='stException']")
+                assert shown.count() == 0, f"{path}: {shown.first.inner_text()}"
+                dialog = page.locator("[role='dialog']")  # e.g. Streamlit's "Page not found"
+                assert dialog.count() == 0, f"{path}: {dialog.first.inner_text()}"
+                assert not page_errors, f"{path}: {page_errors}"
+        finally:
+            browser.close()
