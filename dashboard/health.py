@@ -132,10 +132,26 @@ def airflow_password(settings: DashboardSettings) -> str:
     return str(passwords[settings.airflow_username])
 
 
+def airflow_components(settings: DashboardSettings) -> pd.DataFrame:
+    """Airflow's own components (metadata database, scheduler, triggerer, dag-processor) as its
+    api-server reports them (`/api/v2/monitor/health`, no login needed)."""
+    base = settings.airflow_url.rstrip("/")
+    body = _request(f"{base}/api/v2/monitor/health", settings.http_timeout_s, "Airflow")
+    if not isinstance(body, dict):
+        raise Unreachable(f"Airflow at {base} answered its health check with {body!r}")
+    rows = [
+        {
+            "component": f"Airflow {name.replace('_', '-')}",
+            "state": "up" if (info or {}).get("status") == "healthy" else "down",
+            "status": (info or {}).get("status"),
+        }
+        for name, info in body.items()
+    ]
+    return pd.DataFrame(rows, columns=["component", "state", "status"])
+
+
 def airflow_token(settings: DashboardSettings) -> str:
     base = settings.airflow_url.rstrip("/")
-    # the api-server first: a missing Airflow says so, not that a password file is missing
-    _request(f"{base}/api/v2/monitor/health", settings.http_timeout_s, "Airflow")
     payload = json.dumps({"username": settings.airflow_username, "password": airflow_password(settings)})
     body = _request(
         f"{base}/auth/token",

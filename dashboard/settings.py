@@ -31,8 +31,11 @@ class DashboardSettings(_Base):
     cache_ttl_s: float = Field(
         default=30.0, description="Cache lifetime of daily, quality and health queries."
     )
-    live_ttl_s: float = Field(default=0.25, description="Cache lifetime of the live (1-minute) queries.")
-    live_refresh_s: float = Field(default=1.0, description="How often the live view redraws itself.")
+    live_ttl_s: float = Field(default=0.2, description="Cache lifetime of the live (1-minute) queries.")
+    live_refresh_s: float = Field(default=1.0, description="How often the live chart redraws itself.")
+    tick_refresh_s: float = Field(
+        default=0.5, description="How often the live header (latest tick, change, momentum) redraws itself."
+    )
     statement_timeout_ms: int = Field(default=5_000, description="PostgreSQL statement_timeout per query.")
     pool_size: int = Field(default=4, description="Connections kept open to PostgreSQL.")
     default_days: int = Field(default=365, description="Daily view: calendar days shown by default.")

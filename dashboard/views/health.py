@@ -32,6 +32,11 @@ def _dag_runs(url: str):
     return health.dag_runs(settings)
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def _airflow_components(url: str):
+    return health.airflow_components(settings)
+
+
 st.subheader("Pipeline")
 with shown_errors(stop=False):
     url = settings.prometheus_url
@@ -74,8 +79,10 @@ with shown_errors(stop=False):
         key="latency_chart",
     )
 
-st.subheader("Airflow DAG runs")
+st.subheader("Airflow")
 with shown_errors(stop=False):
+    # the api-server's health first: a missing Airflow says so, not that a password is missing
+    st.dataframe(_airflow_components(settings.airflow_url), key="airflow_components", hide_index=True)
     runs = _dag_runs(settings.airflow_url)
     if runs.empty:
         st.info("Airflow answers, and has no DAG runs yet.")

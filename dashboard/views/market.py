@@ -160,29 +160,41 @@ elif timeframe == PAST_DAY:
     draw_intraday(bars, signals, "intraday_chart")
 
 else:
-    top[2].caption(f"Redrawn every {settings.live_refresh_s:g} s from the stream's tables.")
+    top[2].caption(
+        f"Header redrawn every {settings.tick_refresh_s:g} s, chart every {settings.live_refresh_s:g} s, "
+        "from the stream's tables."
+    )
 
-    @st.fragment(run_every=timedelta(seconds=settings.live_refresh_s))
-    def live() -> None:
+    # two fragments: the header (one small query) more often than the chart (figure and its transfer)
+    @st.fragment(run_every=timedelta(seconds=settings.tick_refresh_s))
+    def live_header() -> None:
         with shown_errors():
             bars = queries.read_live_bars(symbol)
-            if bars.empty:
-                st.info(f"No 1-minute bars for {symbol} from the stream in the last 7 days.")
-                return
-            signals = queries.read_live_signals(symbol, bars["bar_start"].iloc[0])
             tick = latest_tick()
+        if bars.empty and tick is None:
+            st.info(f"No ticks or 1-minute bars for {symbol} from the stream in the last 7 days.")
+            return
         if tick is not None:
             price, when = tick
         else:
             price, when = float(bars["close"].iloc[-1]), bars["bar_start"].iloc[-1]
         header(
             price,
-            float(bars["open"].iloc[0]),
+            float(bars["open"].iloc[0]) if len(bars) else None,
             bars["close"].to_numpy(float),
             f"{pd.Timestamp(when).tz_convert(UTC):%H:%M:%S.%f}"[:-3],  # ms: the benchmark reads it
             10,
             "bars",
         )
+
+    @st.fragment(run_every=timedelta(seconds=settings.live_refresh_s))
+    def live_chart() -> None:
+        with shown_errors():
+            bars = queries.read_live_bars(symbol)
+            if bars.empty:
+                return
+            signals = queries.read_live_signals(symbol, bars["bar_start"].iloc[0])
         draw_intraday(bars, signals, "live_chart")
 
-    live()
+    live_header()
+    live_chart()

@@ -68,6 +68,11 @@ def test_airflow_dag_runs_when_an_airflow_answers(dashboard_db):
     at = run_page("health")
     no_exception(at)
     assert not any("Airflow" in e for e in _errors(at))
+    with urllib.request.urlopen(f"{settings.airflow_url}/api/v2/monitor/health", timeout=5) as r:
+        reported = {k: v["status"] for k, v in json.load(r).items()}
+    shown = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert sorted(shown["status"]) == sorted(reported.values())
+    assert len(shown) == len(reported) >= 3
     if runs.empty:
         assert any("no DAG runs yet" in i.value for i in at.info)
     else:
