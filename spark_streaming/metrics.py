@@ -134,6 +134,7 @@ class StreamingMetrics:
             ("duplicate", outcome.duplicates),
             ("late", outcome.late),
             ("dead_letter", outcome.dead),
+            ("refused_by_database", outcome.refused_by_database),
             ("bar", outcome.bars),
             ("signal", outcome.signals),
         ):
