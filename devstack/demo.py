@@ -17,7 +17,7 @@ import logging
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg2 import errors
@@ -71,9 +71,11 @@ def _python() -> str:
 
 def write_history(plan: DemoPlan, home: Path) -> tuple[Path, Path]:
     """Daily bars for the demo symbols (NYSE sessions up to today) and an instruments file for them."""
-    from dbt_project.sample_data import daily_series, session_start_utc, trading_days
+    from dbt_project.sample_data import EXCHANGE_TZ, daily_series, session_start_utc, trading_days
 
-    days = trading_days(date.today(), plan.history_days)
+    # the exchange's today: between midnight UTC and midnight New York, UTC's date is a day ahead and
+    # its session's bar (stamped at midnight exchange time) would lie in the future: future_time
+    days = trading_days(datetime.now(EXCHANGE_TZ).date(), plan.history_days)
     bars = home / "daily_bars.csv"
     with bars.open("w", newline="") as fh:
         out = csv.writer(fh)
