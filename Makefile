@@ -17,12 +17,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup apt venv jars env up down status migrate partitions demo-stop docs dashboard test test-fast lint demo bench clean-state lock
+.PHONY: help setup apt venv jars env statsd-exporter airflow up down status migrate partitions demo-stop docs dashboard test test-fast lint demo bench clean-state lock
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: apt env venv jars ## Install whatever is missing: Debian packages, .env, virtualenv, JVM jars
+setup: apt env venv jars statsd-exporter ## Install whatever is missing: Debian packages, .env, virtualenv, JVM jars, statsd_exporter
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,11 +57,24 @@ $(JARS)/spark/.installed: jvm/spark/pom.xml
 	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/spark.new
 	@rm -rf $(JARS)/spark && mv $(JARS)/spark.new $(JARS)/spark && touch $@
 
+# Airflow's StatsD metrics reach Prometheus through statsd_exporter (no Debian package): built once
+# from the Go module proxy with the machine's Go toolchain
+STATSD_EXPORTER_VERSION := v0.31.0
+statsd-exporter: $(STATE)/bin/statsd_exporter
+$(STATE)/bin/statsd_exporter:
+	@command -v go >/dev/null 2>&1 || { echo "the Go toolchain is needed to build statsd_exporter"; exit 1; }
+	@echo "building statsd_exporter $(STATSD_EXPORTER_VERSION) (go install)"
+	@mkdir -p $(STATE)/bin && GOBIN=$(abspath $(STATE)/bin) GOFLAGS=-buildvcs=false \
+	  go install github.com/prometheus/statsd_exporter@$(STATSD_EXPORTER_VERSION)
+
 up: setup ## Start PostgreSQL, Kafka and Prometheus; apply migrations; create topics
 	@$(PY) -m devstack up
 
 down: demo-stop ## Stop the demo processes and the local stack (data is kept)
 	@test -x $(PY) && $(PY) -m devstack down || true
+
+airflow: up ## Start Airflow (UI, scheduler, dag-processor, triggerer) and statsd_exporter; print the UI's address
+	@$(PY) -m devstack airflow
 
 status: ## Show each service, its port and whether it answers
 	@$(PY) -m devstack status
@@ -80,6 +93,7 @@ lint: venv ## ruff over the Python code
 
 demo: up ## Start the stack and run the whole pipeline on the offline synthetic source
 	@$(PY) -m devstack demo
+	@$(PY) -m devstack airflow --unpause
 	@$(PY) -m devstack status
 
 demo-stop: ## Stop the demo's background ingest and streaming processes
@@ -98,4 +112,4 @@ lock: ## Regenerate constraints.txt from the current virtualenv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt
 
 clean-state: demo-stop down ## Delete all local state except the virtualenv and jars (databases, Kafka logs, checkpoints)
-	@rm -rf $(STATE)/postgres $(STATE)/kafka $(STATE)/prometheus $(STATE)/postgres-exporter $(STATE)/checkpoints
+	@rm -rf $(STATE)/postgres $(STATE)/kafka $(STATE)/prometheus $(STATE)/postgres-exporter $(STATE)/checkpoints $(STATE)/airflow

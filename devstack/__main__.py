@@ -84,8 +84,43 @@ def status(
         )
         table.add_row(row.name, row.address, str(row.pid or "-"), state)
     Console().print(table)
-    if check and not all(r.healthy for r in rows):
+    if check and not all(r.healthy for r in rows if r.running or not r.optional):
         raise typer.Exit(1)
+
+
+@app.command()
+def airflow(
+    unpause: bool = typer.Option(False, "--unpause", help="Unpause the project's DAGs once it runs."),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each Airflow process to answer."),
+) -> None:
+    """Start Airflow (api-server, scheduler, dag-processor, triggerer) and statsd_exporter; the local
+    stack must be up. Prints the UI's address, its user and where the generated password is."""
+    from common.settings import stack_settings
+    from devstack import airflow as af
+    from devstack.process import wait_until
+    from devstack.statsd import StatsdExporter
+    from orchestration.settings import airflow_settings
+
+    settings = airflow_settings()
+    instance = af.Airflow(settings)
+    started = time.monotonic()
+    try:
+        exporter = StatsdExporter(settings, stack_settings().state_dir)
+        exporter.start()
+        if not wait_until(exporter.healthy, 20):
+            raise StackError(f"statsd-exporter did not become healthy; {exporter.failure_hint()}")
+        with console.status("starting Airflow (first start: database migration and dbt parse)..."):
+            names = af.start(instance, timeout)
+        if unpause:
+            af.unpause(instance, list(af.PROJECT_DAGS))
+    except (StackError, DatabaseUnavailable) as exc:
+        _fail(str(exc))
+    verb = f"started {', '.join(names)} in {time.monotonic() - started:.1f} s" if names else "was running"
+    console.print(f"[green]✓[/] Airflow {verb}" + ("; DAGs unpaused" if unpause else ""))
+    console.print(
+        f"Airflow UI: {settings.api_url}  user: {settings.ui_user}  "
+        f"password: in {instance.passwords_file} (mode 0600)"
+    )
 
 
 @app.command("migrate")

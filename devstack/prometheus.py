@@ -24,6 +24,7 @@ def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
         "prometheus": f"{prometheus.host}:{prometheus.port}",
         "kafka": f"{kafka_host}:{kafka.jmx_exporter_port}",
         "postgres": f"127.0.0.1:{prometheus.postgres_exporter_port}",
+        "airflow": _statsd_exporter_address(),
     }
     for job in config["scrape_configs"]:
         if job["job_name"] in local_targets:
@@ -31,6 +32,13 @@ def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
     rules_dir = PROMETHEUS_CONFIG.parent
     config["rule_files"] = [str(rules_dir / pattern) for pattern in config.get("rule_files", [])]
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _statsd_exporter_address() -> str:
+    from orchestration.settings import airflow_settings
+
+    s = airflow_settings()
+    return f"{s.host}:{s.statsd_exporter_port}"
 
 
 def _binary(name: str, package: str) -> str:

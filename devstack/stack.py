@@ -40,6 +40,7 @@ class ServiceStatus:
     pid: int | None
     running: bool
     healthy: bool
+    optional: bool = False  # Airflow's processes: `status --check` counts them only when running
 
 
 def services() -> dict[str, Service]:
@@ -51,6 +52,19 @@ def services() -> dict[str, Service]:
         "postgres-exporter": PostgresExporter(
             postgres_settings(), state, port=prometheus_settings().postgres_exporter_port
         ),
+    }
+
+
+def optional_services() -> dict[str, Service]:
+    """Started by `make airflow` (not by `up`), stopped by `down`, shown by `status`."""
+    from devstack.airflow import Airflow
+    from devstack.statsd import StatsdExporter
+    from orchestration.settings import airflow_settings
+
+    af = airflow_settings()
+    return {
+        "statsd-exporter": StatsdExporter(af, stack_settings().state_dir),
+        **{c.name: c for c in Airflow(af, postgres_settings()).components().values()},
     }
 
 
@@ -129,14 +143,16 @@ def maintain_partitions() -> list[tuple[str, str]]:
 def down() -> list[str]:
     """Stop every service; returns the names of those that were running."""
     stopped = []
-    for name, svc in reversed(list(services().items())):
+    for name, svc in [*reversed(list(optional_services().items())), *reversed(list(services().items()))]:
         if svc.stop():
             stopped.append(name)
     return stopped
 
 
 def status() -> list[ServiceStatus]:
+    """Every core service, then the optional ones (Airflow and its metrics exporter)."""
     return [
-        ServiceStatus(name, svc.address, svc.pid(), svc.running(), svc.running() and svc.healthy())
-        for name, svc in services().items()
+        ServiceStatus(name, svc.address, svc.pid(), svc.running(), svc.running() and svc.healthy(), optional)
+        for optional, group in ((False, services()), (True, optional_services()))
+        for name, svc in group.items()
     ]

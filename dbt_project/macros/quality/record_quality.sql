@@ -11,12 +11,18 @@
                        weights from var('quality_weights') (all 1 by default)
   A test's dimension is its config meta.dq_dimension when set, else given by its generic test
   (see quality_dimension()).
+
+  orchestrator_run (both tables) is the environment variable DBT_ENV_CUSTOM_ENV_ORCHESTRATOR_RUN
+  (dbt_metadata_envs: read at run time, so it never invalidates partial parsing): Airflow's dbt tasks
+  set it to '<dag_id>/<run_id>', and the quality gate scores a whole DAG run from the rows of all of
+  its dbt invocations (orchestration/quality_gate.py). Null outside Airflow.
 -#}
 {% macro record_quality(results) %}
     {%- if not execute or flags.WHICH not in ('build', 'test', 'run') -%}
         {{ return('select 1') }}
     {%- endif -%}
     {%- set rows = [] -%}
+    {%- set orchestrator_run = quality_literal(dbt_metadata_envs.get('ORCHESTRATOR_RUN') or none) -%}
     {%- for result in results if result.node.resource_type in ('test', 'unit_test') -%}
         {%- set node = result.node -%}
         {%- set kind = 'unit' if node.resource_type == 'unit_test' else 'data' -%}
@@ -39,7 +45,8 @@
             ~ quality_literal(result.message) ~ ", "
             ~ (result.execution_time | round(3)) ~ ", "
             ~ quality_literal(run_started_at.isoformat()) ~ "::timestamptz, "
-            ~ quality_literal(quality_test_started_at(result)) ~ "::timestamptz)") -%}
+            ~ quality_literal(quality_test_started_at(result)) ~ "::timestamptz, "
+            ~ orchestrator_run ~ ")") -%}
     {%- endfor -%}
     {%- set weights = var('quality_weights') -%}
 
@@ -48,7 +55,8 @@
     {% if rows %}
     insert into quality.test_results (
         invocation_id, unique_id, test_name, test_kind, test_type, dimension, tested_node, column_name,
-        status, severity, failures, message, execution_time_s, run_started_at, test_started_at
+        status, severity, failures, message, execution_time_s, run_started_at, test_started_at,
+        orchestrator_run
     ) values
     {{ rows | join(',\n    ') }}
     on conflict (invocation_id, unique_id) do nothing;
@@ -58,7 +66,7 @@
         invocation_id, command, run_started_at, dbt_version,
         tests_run, tests_passed, tests_warned, tests_failed, tests_skipped, unit_tests_run, unit_tests_failed,
         score, completeness_score, uniqueness_score, validity_score, consistency_score, freshness_score,
-        timeliness_score
+        timeliness_score, orchestrator_run
     )
     with results as (
         select * from quality.test_results where invocation_id = {{ quality_literal(invocation_id) }}
@@ -111,7 +119,8 @@
         (select score from dimensions where dimension = 'validity'),
         (select score from dimensions where dimension = 'consistency'),
         (select score from dimensions where dimension = 'freshness'),
-        (select score from dimensions where dimension = 'timeliness')
+        (select score from dimensions where dimension = 'timeliness'),
+        {{ orchestrator_run }}
     on conflict (invocation_id) do nothing;
 {% endmacro %}
 
@@ -196,6 +205,11 @@
     create index if not exists test_results_unique_id_idx on quality.test_results (unique_id, test_started_at);
     create index if not exists test_results_run_started_at_idx on quality.test_results (run_started_at);
     create index if not exists run_scores_run_started_at_idx on quality.run_scores (run_started_at);
+    -- the Airflow DAG run ('<dag_id>/<run_id>') an invocation belonged to: one score per DAG run
+    alter table quality.test_results add column if not exists orchestrator_run text;
+    alter table quality.run_scores add column if not exists orchestrator_run text;
+    create index if not exists test_results_orchestrator_run_idx on quality.test_results (orchestrator_run)
+        where orchestrator_run is not null;
 {% endmacro %}
 
 

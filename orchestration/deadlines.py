@@ -1,0 +1,22 @@
+"""Airflow 3 DeadlineAlerts for the DAGs that make a time promise; a missed deadline goes through
+orchestration.alerts (AsyncCallback: the triggerer runs it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+from orchestration.settings import airflow_settings
+
+
+def within(interval: timedelta, promise: str) -> DeadlineAlert | None:
+    """The DAG run must finish within `interval` of being queued; else alert that `promise` was missed.
+    None when AF_DEADLINES is off (see settings)."""
+    if not airflow_settings().deadlines:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=interval,
+        callback=AsyncCallback("orchestration.alerts.on_deadline_missed", kwargs={"promise": promise}),
+    )

@@ -1,0 +1,245 @@
+"""Supervise the never-ending Spark streaming job from outside (it must not hold a worker slot).
+
+Each check reads three signals and decides:
+
+- the process: the job's pid file (the demo's `.state/demo/stream/stream.pid` by default); a pid file
+  whose process is gone = dead (killed, crashed); no pid file = stopped on purpose (`make demo-stop`
+  removes it) or never started: left alone;
+- its heartbeat row (rt.stream_heartbeat, refreshed every few seconds, also when idle): older than
+  AF_STREAM_HEARTBEAT_STALE_S = hung;
+- its progress against Kafka: the end offsets of its topics (Kafka admin API) against the offsets
+  of the last batch in the ledger (rt.stream_ledger's newest batch id, whose end offsets Spark keeps in
+  the checkpoint's offsets/<batch id>); lag > 0 while no batch committed for AF_STREAM_STUCK_S = stuck.
+
+A dead, hung or stuck job is stopped (SIGTERM, then SIGKILL) and started again detached, at most
+AF_STREAM_MAX_RESTARTS_PER_HOUR times an hour (restarts are logged in <home>/stream/restarts.jsonl);
+past the cap it alerts and leaves the job to a human. A job (re)started less than
+AF_STREAM_START_GRACE_S ago is left to boot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common.db import DatabaseUnavailable, connect
+from common.settings import PostgresSettings, kafka_settings, postgres_settings
+from devstack.demo import Background
+from devstack.process import read_pid
+from orchestration.alerts import alert
+from orchestration.settings import AirflowSettings, airflow_settings
+from spark_streaming.settings import StreamingSettings
+
+log = logging.getLogger(__name__)
+
+HEALTHY, STARTING, STOPPED, DEAD, HUNG, STUCK = "healthy", "starting", "stopped", "dead", "hung", "stuck"
+
+
+def stream_process(s: AirflowSettings) -> Background:
+    """The supervised job as a background process (the same command and pid file as the demo's)."""
+    args = [
+        "-m",
+        "spark_streaming",
+        "run",
+        "--query-name",
+        s.stream_query_name,
+        "--checkpoint-dir",
+        str(s.stream_checkpoint_dir),
+        "--starting-offsets",
+        "earliest",
+        "--metrics-port",
+        str(s.stream_metrics_port),
+    ]
+    if s.stream_database:
+        args += ["--database", s.stream_database]
+    return Background("stream", args, state_dir=s.stream_home)
+
+
+@dataclass
+class Observation:
+    pid_file: bool
+    pid: int | None
+    started_age_s: float | None
+    beat_age_s: float | None
+    last_batch_age_s: float | None
+    last_batch_id: int | None
+    lag: int | None
+    lag_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    verdict: str
+    action: str  # none | restarted | started | capped
+    reason: str
+    observation: Observation
+    new_pid: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _heartbeat(s: AirflowSettings, pg: PostgresSettings) -> tuple | None:
+    """(query_id, beat age s, last batch age s, newest ledger batch id) or None without a row."""
+    conn = connect("reader", pg, database=s.stream_database or pg.database)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "select h.query_id, extract(epoch from now() - h.beat_at),"
+                " extract(epoch from now() - h.last_batch_at),"
+                " (select max(batch_id) from rt.stream_ledger l where l.query_id = h.query_id)"
+                " from rt.stream_heartbeat h where h.query_name = %s",
+                (s.stream_query_name,),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def checkpoint_offsets(checkpoint_dir: Path, batch_id: int) -> dict[str, dict[int, int]]:
+    """End offsets of batch `batch_id` per topic and partition, from the checkpoint's offset log."""
+    path = checkpoint_dir / "offsets" / str(batch_id)
+    lines = path.read_text().splitlines()
+    offsets: dict[str, dict[int, int]] = {}
+    for line in lines[2:]:  # "v1", the batch's metadata, then one JSON line per source
+        try:
+            source = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(source, dict):
+            for topic, parts in source.items():
+                offsets.setdefault(topic, {}).update({int(p): int(o) for p, o in parts.items()})
+    return offsets
+
+
+def end_offsets(topics: list[str], timeout_s: float = 10.0) -> dict[str, dict[int, int]]:
+    """Kafka's end offset of every partition of `topics` (admin API, list_offsets latest)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": kafka_settings().bootstrap_servers})
+    meta = admin.list_topics(timeout=timeout_s)
+    wanted = {
+        TopicPartition(t, p): OffsetSpec.latest()
+        for t in topics
+        if t in meta.topics
+        for p in meta.topics[t].partitions
+    }
+    out: dict[str, dict[int, int]] = {}
+    if not wanted:
+        return out
+    for tp, future in admin.list_offsets(wanted, request_timeout=timeout_s).items():
+        out.setdefault(tp.topic, {})[tp.partition] = future.result(timeout=timeout_s).offset
+    return out
+
+
+def observe(s: AirflowSettings, pg: PostgresSettings | None = None) -> Observation:
+    proc = stream_process(s)
+    pid = read_pid(proc.pid_file)
+    started_age = time.time() - proc.pid_file.stat().st_mtime if pid else None
+    try:
+        row = _heartbeat(s, pg or postgres_settings())
+    except DatabaseUnavailable as exc:
+        log.warning("event=stream_supervisor_no_database error=%s", exc)
+        row = None
+    beat_age = last_batch_age = None
+    batch_id = None
+    lag = None
+    by_topic: dict[str, int] = {}
+    if row:
+        _, beat_age, last_batch_age, batch_id = row
+        beat_age = float(beat_age) if beat_age is not None else None
+        last_batch_age = float(last_batch_age) if last_batch_age is not None else None
+        stream = StreamingSettings()
+        topics = [stream.ticks_topic, stream.bars_topic, stream.deadletter_topic]
+        if batch_id is not None and (s.stream_checkpoint_dir / "offsets" / str(batch_id)).exists():
+            done = checkpoint_offsets(s.stream_checkpoint_dir, batch_id)
+            ends = end_offsets(topics)
+            for topic, parts in ends.items():
+                by_topic[topic] = sum(max(0, end - done.get(topic, {}).get(p, 0)) for p, end in parts.items())
+            lag = sum(by_topic.values())
+    return Observation(
+        proc.pid_file.exists(), pid, started_age, beat_age, last_batch_age, batch_id, lag, by_topic
+    )
+
+
+def judge(o: Observation, s: AirflowSettings) -> tuple[str, str]:
+    """(verdict, reason) from one observation."""
+    if not o.pid_file:
+        return STOPPED, "no pid file: stopped on purpose or never started"
+    if o.pid is None:
+        return DEAD, "its pid file names no running process"
+    if o.started_age_s is not None and o.started_age_s < s.stream_start_grace_s:
+        return STARTING, f"started {o.started_age_s:.0f} s ago (grace {s.stream_start_grace_s:.0f} s)"
+    if o.beat_age_s is None or o.beat_age_s > s.stream_heartbeat_stale_s:
+        age = "none" if o.beat_age_s is None else f"{o.beat_age_s:.0f} s old"
+        return HUNG, f"heartbeat {age} (limit {s.stream_heartbeat_stale_s:.0f} s)"
+    if o.lag and (o.last_batch_age_s is None or o.last_batch_age_s > s.stream_stuck_s):
+        return STUCK, f"lag {o.lag} records and no batch for {o.last_batch_age_s or 0:.0f} s"
+    return HEALTHY, f"heartbeat {o.beat_age_s:.0f} s old, lag {o.lag}"
+
+
+def _restarts_file(s: AirflowSettings) -> Path:
+    return stream_process(s).home / "restarts.jsonl"
+
+
+def restarts_in_last_hour(s: AirflowSettings) -> int:
+    path = _restarts_file(s)
+    if not path.exists():
+        return 0
+    since = time.time() - 3600
+    return sum(1 for line in path.read_text().splitlines() if line and json.loads(line)["at"] >= since)
+
+
+def supervise(
+    s: AirflowSettings | None = None, context_ids: tuple[str, str, str] = ("-", "-", "-")
+) -> Report:
+    """One check; restarts the job when it is dead, hung or stuck (within the hourly cap)."""
+    s = s or airflow_settings()
+    dag_id, task_id, run_id = context_ids
+    o = observe(s)
+    verdict, reason = judge(o, s)
+    if verdict in (HEALTHY, STARTING, STOPPED):
+        report = Report(verdict, "none", reason, o)
+    elif restarts_in_last_hour(s) >= s.stream_max_restarts_per_hour:
+        report = Report(verdict, "capped", reason, o)
+        alert(
+            "stream_restart_capped",
+            f"stream {s.stream_query_name} is {verdict} ({reason}) but was restarted "
+            f"{s.stream_max_restarts_per_hour} times in the last hour: left alone",
+            dag_id,
+            task_id,
+            run_id,
+        )
+    else:
+        proc = stream_process(s)
+        if o.pid is not None:
+            proc.stop()
+        proc.start()
+        new_pid = read_pid(proc.pid_file)
+        with _restarts_file(s).open("a") as fh:
+            fh.write(
+                json.dumps({"at": time.time(), "verdict": verdict, "reason": reason, "pid": new_pid}) + "\n"
+            )
+        report = Report(verdict, "restarted", reason, o, new_pid)
+        alert(
+            "stream_restart",
+            f"stream {s.stream_query_name} was {verdict} ({reason}): restarted as pid {new_pid}",
+            dag_id,
+            task_id,
+            run_id,
+        )
+    log.info(
+        "event=stream_supervisor query=%s verdict=%s action=%s reason=%s pid=%s new_pid=%s lag=%s",
+        s.stream_query_name,
+        report.verdict,
+        report.action,
+        json.dumps(report.reason),
+        o.pid,
+        report.new_pid,
+        o.lag,
+    )
+    return report
