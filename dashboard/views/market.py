@@ -143,7 +143,11 @@ if timeframe == DAILY:
     st.plotly_chart(fig, key="daily_chart")
 
 elif timeframe == PAST_DAY:
-    day = top[2].date_input("Day", value=date.today() - timedelta(days=1), key="intraday_day")
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    if "day" in params:
+        with shown_errors(stop=False):
+            day = queries.parse_date(params["day"])
+    day = top[2].date_input("Day (UTC)", value=day, key="intraday_day")
     with shown_errors():
         bars, signals = queries.read_intraday(symbol, day)
     if bars.empty:

@@ -116,16 +116,45 @@ def test_market_live_view_draws_todays_stream_bars_forming_bar_and_signals(dashb
     assert t["forming bar"]["opacity"] < 1
     assert_close(floats(t["volume"]["y"]), [r[5] for r in rows], "volume")
     signals = dashboard_db.query(
-        "select signal_type from rt.signals where symbol = %s and signal_time >= %s order by signal_time",
+        "select signal_type, signal_time from rt.signals where symbol = %s and signal_time >= %s"
+        " order by signal_time",
         (LIVE_SYMBOL, rows[0][0]),
     )
     if signals:
-        assert decode(t["signals"]["text"]) == [s for (s,) in signals]
+        assert decode(t["signals"]["text"]) == [s for s, _ in signals]
+        shown_at = pd.to_datetime(decode(t["signals"]["x"]), utc=True)
+        assert list(shown_at) == [pd.Timestamp(at).floor("min") for _, at in signals]
     assert metrics(at)["Last price"] == f"{dashboard_db.tick_price:,.2f}"
     assert metrics(at)["As of (UTC)"] == f"{dashboard_db.tick_time:%H:%M:%S.%f}"[:-3]
     closes = np.array([r[4] for r in rows])
     if len(closes) > 10:
         assert metrics(at)["Momentum (10 bars)"] == f"{(closes[-1] / closes[-11] - 1) * 100:+.2f} %"
+
+
+def test_market_past_day_draws_the_stream_marts_bars_and_signals(dashboard_db):
+    day = dashboard_db.query(
+        "select (max(bar_start) at time zone 'UTC')::date from marts.fct_intraday_bars_1m where symbol = %s",
+        (LIVE_SYMBOL,),
+    )[0][0]
+    at = run_page("market", {"symbol": LIVE_SYMBOL, "timeframe": "day", "day": str(day)})
+    no_exception(at)
+    rows = dashboard_db.query(
+        "select close, volume, is_final from marts.fct_intraday_bars_1m where symbol = %s"
+        " and bar_start >= %s::date and bar_start < %s::date + 1 order by bar_start",
+        (LIVE_SYMBOL, day, day),
+    )
+    signals = dashboard_db.query(
+        "select signal_type, signal_time from marts.fct_intraday_signals where symbol = %s"
+        " and signal_time >= %s::date and signal_time < %s::date + 1 order by signal_time",
+        (LIVE_SYMBOL, day, day),
+    )
+    assert rows and len(signals) >= 2
+    t = traces(only_figure(at))
+    assert_close(floats(t["price"]["close"]), [r[0] for r in rows if r[2]], "closed bars' closes")
+    assert_close(floats(t["volume"]["y"]), [r[1] for r in rows], "volume")
+    assert decode(t["signals"]["text"]) == [s for s, _ in signals]
+    shown_at = pd.to_datetime(decode(t["signals"]["x"]), utc=True)
+    assert list(shown_at) == [pd.Timestamp(at).floor("min") for _, at in signals]
 
 
 def test_custom_indicators_added_by_the_user_equal_talib_on_the_marts_closes(dashboard_db):
