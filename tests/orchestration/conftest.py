@@ -5,6 +5,7 @@ database `market_airflow_test` the dbt tasks build in."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
@@ -72,8 +73,8 @@ def airflow_instance(stack, tmp_path_factory) -> Iterator[AirflowInstance]:
         af.start(instance, timeout_s=240)
         yield AirflowInstance(settings, pg, instance, exporter)
     finally:
-        for component in instance.components().values():
-            component.stop()
+        with ThreadPoolExecutor(4) as pool:  # each waits for its own SIGTERM to finish
+            list(pool.map(lambda c: c.stop(), instance.components().values()))
         exporter.stop()
 
 
