@@ -4,9 +4,11 @@ shown in the page; a screenshot of each is kept in .state/test-artifacts/dashboa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
+from common.db import connect
 from dashboard.server import serving
 from tests.conftest import free_ports
 from tests.dashboard.conftest import LIVE_SYMBOL, closed_port
@@ -65,3 +67,52 @@ def test_every_page_draws_its_charts_in_chromium_without_an_exception(server):
                 assert not page_errors, f"{path}: {page_errors}"
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_the_live_view_shows_a_new_tick_without_reloading_the_page(server, dashboard_db):
+    """A tick landed after the page opened appears in its header within a few seconds, and the page
+    was not reloaded for it (a marker set on the window before the tick is still there)."""
+    from playwright.sync_api import sync_playwright
+
+    price = round(dashboard_db.tick_price + 7.77, 2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1200})
+            page.goto(f"{server}/?symbol={LIVE_SYMBOL}&timeframe=live")
+            page.wait_for_function(DRAWN, arg=1, timeout=30_000)
+            assert f"{price:,.2f}" not in page.inner_text("[data-testid='stApp']")
+            page.evaluate("window.__before_the_tick = true")
+            now = datetime.now(UTC)
+            writer = connect("writer", dashboard_db.settings)
+            try:
+                with writer.cursor() as cur:
+                    cur.execute("select raw.ensure_partitions('raw.ticks', %s, %s)", (now, now))
+                    cur.execute(
+                        "insert into raw.ticks (symbol, event_time, price, size, source, ingest_time)"
+                        " values (%s, %s, %s, 1, 'test', %s)",
+                        (LIVE_SYMBOL, now, price, now),
+                    )
+                writer.commit()
+            finally:
+                writer.close()
+            page.wait_for_function(
+                "(price) => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+                ".some(v => v.innerText.trim() === price)",
+                arg=f"{price:,.2f}",
+                timeout=10_000,
+            )
+            assert page.evaluate("window.__before_the_tick === true"), "the page was reloaded"
+        finally:
+            browser.close()
+            # the other tests expect the seeded latest tick
+            writer = connect("writer", dashboard_db.settings)
+            try:
+                with writer.cursor() as cur:
+                    cur.execute(
+                        "delete from raw.ticks where symbol = %s and price = %s", (LIVE_SYMBOL, price)
+                    )
+                writer.commit()
+            finally:
+                writer.close()
