@@ -130,8 +130,13 @@ def apply_tick_size(message: dict[str, Any], topic: Topic, tick: float | None) -
         return message
     for name in PRICE_FIELDS[topic]:
         value = message.get(name)
-        if isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value):
-            message[name] = round_to_tick(float(value), tick)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            try:
+                price = float(value)
+            except OverflowError:  # an integer too long for a double: the contract refuses it
+                continue
+            if math.isfinite(price):
+                message[name] = round_to_tick(price, tick)
     return message
 
 

@@ -369,6 +369,7 @@ _encode = msgspec.json.Encoder()
     source=st.sampled_from(list(Source)),
     tick_size=st.sampled_from([None, 0.01, 0.0001]),
 )
+@example(record=TICK | {"price": 10**400}, source=Source.YAHOO, tick_size=0.01)  # crashed ingest once
 def test_whatever_ingest_would_publish_the_stream_accepts_with_the_same_values(record, source, tick_size):
     record.pop("schema_version", None)
     message = clean(
