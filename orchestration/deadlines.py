@@ -10,10 +10,10 @@ from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 from orchestration.settings import airflow_settings
 
 
-def within(interval: timedelta, promise: str) -> DeadlineAlert | None:
+def within(interval: timedelta, promise: str, always: bool = False) -> DeadlineAlert | None:
     """The DAG run must finish within `interval` of being queued; else alert that `promise` was missed.
-    None when AF_DEADLINES is off (see settings)."""
-    if not airflow_settings().deadlines:
+    None when AF_DEADLINES is off (see settings), unless `always`."""
+    if not (always or airflow_settings().deadlines):
         return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,

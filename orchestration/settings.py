@@ -49,6 +49,11 @@ class AirflowSettings(BaseSettings):
     preload_dbt: bool = Field(
         default=True, description="Import dbt and Cosmos in the scheduler before it forks the task workers."
     )
+    preload_manifest: bool = Field(
+        default=True,
+        description="Also parse the dbt project once in the scheduler and give every dbt task that "
+        "manifest (no per-task parse); restart Airflow after changing the dbt project.",
+    )
     dag_refresh_interval_s: int = Field(default=30, description="How often the dag-processor lists dags/.")
 
     # --- what the DAGs promise ----------------------------------------------------------------------

@@ -11,7 +11,8 @@ import time
 import psutil
 import pytest
 
-from orchestration.stream_supervisor import stream_process
+from orchestration.settings import AirflowSettings
+from orchestration.stream_supervisor import stream_process, supervise
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +61,13 @@ def test_supervisor_leaves_a_healthy_job_alone_and_restarts_a_killed_one(airflow
         assert af.wait_for(lambda: (_beat(af) or 0) > killed_at, 240, 2.0), "the restarted job never beat"
     finally:
         job.stop()
+
+
+def test_a_job_stopped_on_purpose_is_left_alone(stack, tmp_path):
+    """`make demo-stop` removes the pid file: no pid file means stopped on purpose, not crashed."""
+    settings = AirflowSettings(
+        stream_home=tmp_path, stream_checkpoint_dir=tmp_path / "checkpoint", stream_query_name="never_started"
+    )
+    report = supervise(settings)
+    assert (report.verdict, report.action) == ("stopped", "none")
+    assert stream_process(settings).pid() is None and not (tmp_path / "stream" / "restarts.jsonl").exists()
