@@ -349,7 +349,15 @@ class AirflowComponent(PidFileProcess):
         if self.ports:
             require_free_ports(self.name, self.airflow.settings.host, self.ports)
         self.home.mkdir(parents=True, exist_ok=True)
-        spawn([_bin("airflow"), self.component], self.log_file, self.pid_file, env=self.airflow.environment())
+        # every process shares one machine and one log folder, which the api-server reads directly: no
+        # log server (it would bind every interface on a fixed port, 8793 / 8794)
+        extra = ["--skip-serve-logs"] if self.component in ("scheduler", "triggerer") else []
+        spawn(
+            [_bin("airflow"), self.component, *extra],
+            self.log_file,
+            self.pid_file,
+            env=self.airflow.environment(),
+        )
 
     def healthy(self) -> bool:
         if not self.running():
