@@ -21,7 +21,6 @@ bars, built once by a full daily run first):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -32,49 +31,22 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import psutil
-from psycopg2 import sql
-
+from bench.stack import tree_pss
 from common.db import connect
-from common.migrate import recreate_database
+from common.migrate import drop_database, recreate_database
 from common.settings import PROJECT_ROOT, postgres_settings, stack_settings
 from dbt_project import sample_data
 from dbt_project.runner import run_dbt
 from devstack import airflow as af
 from devstack.statsd import StatsdExporter
 from orchestration.settings import AirflowSettings
+from tests.conftest import free_ports
 
 log = logging.getLogger(__name__)
 
 PIPELINE = "market_airflow_bench"
 METADATA = "airflow_bench"
 REPEATS = 3
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    ports = []
-    for port in range(21_000, 32_000):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            return ports
-    raise RuntimeError("no free ports")
-
-
-def _drop(name: str) -> None:
-    conn = connect("admin", postgres_settings(), database="postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
 
 
 def _metadata(instance: af.Airflow, statement: str, params: tuple = ()) -> list[tuple]:
@@ -190,26 +162,13 @@ def _parse_times(instance: af.Airflow) -> dict[str, float]:
     return times
 
 
-def _tree_pss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += proc.memory_full_info().pss
-    return total
-
-
 def run(quick: bool = False) -> dict:
     symbols, days_n = (20, 252) if quick else (100, 756)
     repeats = 1 if quick else REPEATS
     home = stack_settings().state_dir / "airflow-bench"
-    api, statsd, exporter_port = _free_ports(3)
+    api, statsd, exporter_port = free_ports(3)
     pg = recreate_database(PIPELINE)
-    _drop(METADATA)
+    drop_database(postgres_settings().model_copy(update={"database": METADATA}))
     settings = AirflowSettings(
         home=home,
         api_port=api,
@@ -292,7 +251,7 @@ def run(quick: bool = False) -> dict:
             for name, comp in instance.components().items():
                 pid = comp.pid()
                 if pid:
-                    peak[name] = max(peak.get(name, 0), _tree_pss(pid))
+                    peak[name] = max(peak.get(name, 0), tree_pss(pid))
             time.sleep(1)
         mib = {name: round(size / 2**20, 1) for name, size in peak.items()}
         figures["idle_pss_mib"] = mib

@@ -13,7 +13,8 @@ import psutil
 from devstack import stack
 
 
-def _tree_pss(pid: int) -> int:
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and its descendants, bytes."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -21,7 +22,7 @@ def _tree_pss(pid: int) -> int:
         return 0
     total = 0
     for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += proc.memory_full_info().pss
     return total
 
@@ -33,7 +34,7 @@ def run(quick: bool = False) -> dict:
     for _ in range(samples):
         for status in stack.status():
             if status.pid and not status.optional:  # Airflow has its own figure (bench/airflow.py)
-                peak[status.name] = max(peak.get(status.name, 0), _tree_pss(status.pid))
+                peak[status.name] = max(peak.get(status.name, 0), tree_pss(status.pid))
         time.sleep(1)
     mib = {name: round(size / 2**20, 1) for name, size in peak.items()}
     return {"idle_pss_mib": mib, "idle_pss_total_mib": round(sum(mib.values()), 1), "goal_mib": 2048}
