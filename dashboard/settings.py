@@ -6,7 +6,6 @@ PG_* settings; the dashboard always connects as the read-only role market_reader
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -18,8 +17,8 @@ from common.settings import (
     _env_file,
     postgres_settings,
     prometheus_settings,
-    stack_settings,
 )
+from orchestration.settings import airflow_settings
 
 
 class DashboardSettings(_Base):
@@ -49,7 +48,10 @@ class DashboardSettings(_Base):
     prometheus_url: str = Field(
         default_factory=lambda: prometheus_settings().url, description="Prometheus's HTTP API."
     )
-    airflow_url: str = Field(default="http://127.0.0.1:8080", description="Airflow's api-server.")
+    airflow_url: str = Field(
+        default_factory=lambda: airflow_settings().api_url,
+        description="Airflow's api-server (default: the project's Airflow, orchestration/settings.py).",
+    )
     airflow_username: str = "admin"
     airflow_password: SecretStr = Field(
         default=SecretStr(""),
@@ -57,8 +59,7 @@ class DashboardSettings(_Base):
     )
     airflow_password_file: Path | None = Field(
         default=None,
-        description="Default: passwords.json or simple_auth_manager_passwords.json.generated in "
-        "$AIRFLOW_HOME (else .state/airflow), whichever exists.",
+        description="Default: the project's Airflow's password file (orchestration/settings.py).",
     )
     airflow_runs: int = Field(default=20, description="Recent DAG runs listed.")
     http_timeout_s: float = Field(default=2.0, description="Timeout of one call to Prometheus or Airflow.")
@@ -70,12 +71,7 @@ class DashboardSettings(_Base):
     def password_file(self) -> Path:
         if self.airflow_password_file is not None:
             return self.airflow_password_file
-        home = os.environ.get("AIRFLOW_HOME") or os.environ.get("AF_HOME")
-        folder = Path(home) if home else stack_settings().state_dir / "airflow"
-        # the project's Airflow (devstack/airflow.py) names the SimpleAuthManager's file passwords.json;
-        # Airflow's own default name is simple_auth_manager_passwords.json.generated
-        candidates = [folder / "passwords.json", folder / "simple_auth_manager_passwords.json.generated"]
-        return next((c for c in candidates if c.exists()), candidates[-1])
+        return airflow_settings().passwords_file
 
 
 def dashboard_settings() -> DashboardSettings:

@@ -81,8 +81,7 @@ class Airflow:
 
     @property
     def passwords_file(self) -> Path:
-        """The SimpleAuthManager's password file: the UI user's generated password, mode 0600."""
-        return self.settings.home / "passwords.json"
+        return self.settings.passwords_file
 
     @property
     def dbt_target(self) -> Path:

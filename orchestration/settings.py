@@ -114,6 +114,11 @@ class AirflowSettings(BaseSettings):
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
 
+    @property
+    def passwords_file(self) -> Path:
+        """The SimpleAuthManager's password file: the UI user's generated password, mode 0600."""
+        return self.home / "passwords.json"
+
 
 @lru_cache
 def airflow_settings() -> AirflowSettings:
