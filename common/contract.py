@@ -219,9 +219,9 @@ class Rule:
         return Annotated[base, self.field(**kwargs), self]
 
     def accepts(self, values: pd.Series) -> np.ndarray:
-        """Vectorised: True where a present value of the right JSON type passes this rule's value
-        checks (the masks :func:`vector_rules` uses)."""
-        ok = np.ones(len(values), dtype=bool)
+        """Vectorised: True where a value of the right JSON type is present (not null, not NaN) and
+        passes this rule's value checks (the masks :func:`vector_rules` uses)."""
+        ok = values.notna().to_numpy(dtype=bool)
         for mask, _, _ in _vector_value_rules("value", self, values):
             ok &= ~mask
         return ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from common.contract import MAX_PRICE, MAX_VOLUME, MIN_PRICE, RejectReason, Source, Tick, Topic
@@ -193,6 +193,7 @@ def test_clean_tick_never_raises_and_accepted_ticks_fit_the_contract(obj):
     ),
     ingest_offset=st.sampled_from([0, 10_000, -(10**13)]),
 )
+@example(rows=[(math.nan, 0.0, 0, True)], ingest_offset=0)  # a NaN price once passed the screen (CI)
 def test_vectorised_tick_screen_agrees_with_the_scalar_rules(rows, ingest_offset):
     p = np.array([r[0] for r in rows])
     s = np.array([r[1] for r in rows])
