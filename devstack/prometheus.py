@@ -14,6 +14,8 @@ from devstack.errors import StackError
 from devstack.process import PidFileProcess, port_open, require_free_ports, spawn
 
 PROMETHEUS_CONFIG = PROJECT_ROOT / "monitoring" / "prometheus.yml"
+# the marts' freshness and the latest quality score, read by the PostgreSQL exporter (names defined there)
+EXPORTER_QUERIES = PROJECT_ROOT / "monitoring" / "postgres_exporter_queries.yml"
 
 
 def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
@@ -98,7 +100,8 @@ class Prometheus(PidFileProcess):
 
 @dataclass
 class PostgresExporter(PidFileProcess):
-    """Debian's prometheus-postgres-exporter, reading server statistics as the reader role."""
+    """Debian's prometheus-postgres-exporter, reading server statistics as the reader role, and the
+    project's own queries (EXPORTER_QUERIES: freshness of the marts, the latest quality score)."""
 
     pg: PostgresSettings
     state_dir: Path
@@ -126,7 +129,7 @@ class PostgresExporter(PidFileProcess):
             f"{self.pg.database}?sslmode=disable"
         )
         spawn(
-            [binary, f"--web.listen-address={self.address}"],
+            [binary, f"--web.listen-address={self.address}", f"--extend.query-path={EXPORTER_QUERIES}"],
             self.log_file,
             self.pid_file,
             env={"DATA_SOURCE_NAME": dsn},

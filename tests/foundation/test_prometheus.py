@@ -41,6 +41,16 @@ def test_kafka_and_postgres_exporters_are_scraped_and_up(stack):
     assert _poll("pg_up == 1"), "the PostgreSQL exporter cannot reach the database"
 
 
+def test_postgres_exporter_runs_the_project_queries_without_errors(stack):
+    """`make up` gives the exporter monitoring/postgres_exporter_queries.yml (marts' freshness, quality
+    score); the values themselves are checked against a database with marts in test_mart_metrics.py."""
+    loaded = _poll(
+        'pg_exporter_user_queries_load_error{job="postgres", filename=~".*/postgres_exporter_queries.yml"}'
+    )
+    assert [r["value"][1] for r in loaded] == ["0"], f"the queries file was not loaded: {loaded}"
+    assert _poll('pg_exporter_last_scrape_error{job="postgres"} == 0'), "a query of the exporter fails"
+
+
 def test_alert_rules_pass_promtool():
     rules = sorted((PROJECT_ROOT / "monitoring" / "rules").glob("*.yml"))
     result = subprocess.run(["promtool", "check", "rules", *map(str, rules)], capture_output=True, text=True)
