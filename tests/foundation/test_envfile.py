@@ -1,3 +1,5 @@
+import base64
+
 from devstack.envfile import render
 
 
@@ -12,3 +14,9 @@ def test_env_file_gets_a_random_password_for_each_empty_password_and_keeps_the_r
     assert len(lines["PG_ADMIN_PASSWORD"]) >= 20
     assert first != second, "passwords must be random"
     assert first.splitlines()[0] == "# comment PG_X_PASSWORD="
+
+
+def test_env_file_gets_airflow_keys_for_compose():
+    lines = dict(line.split("=", 1) for line in render("AF_JWT_SECRET=\nAF_FERNET_KEY=\n").splitlines())
+    assert len(lines["AF_JWT_SECRET"]) >= 40
+    assert len(base64.urlsafe_b64decode(lines["AF_FERNET_KEY"])) == 32, "a Fernet key is 32 bytes"
