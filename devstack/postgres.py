@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from common.db import DatabaseUnavailable, connect
 from common.settings import PostgresSettings
 from devstack.errors import StackError
@@ -132,7 +134,11 @@ class Postgres:
     def running(self) -> bool:
         if not self.initialised():
             return False
-        return self._pg_ctl("status", check=False).returncode == 0
+        status = self._pg_ctl("status", check=False).returncode
+        if status == 4:  # the postgres user cannot reach the data folder (a parent's mode changed since)
+            pid = self.pid()
+            return pid is not None and psutil.pid_exists(pid)
+        return status == 0
 
     def start(self) -> None:
         if self.running():

@@ -22,6 +22,7 @@ import uuid
 from collections import Counter, defaultdict
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import REGISTRY
 
@@ -281,6 +282,14 @@ def test_a_resend_killed_midway_is_completed_at_the_next_start_in_order(bootstra
         delete_topics(bootstrap_servers, list(topics.values()))
 
 
+def _has_leaders(bootstrap: str, topic: str, partitions: int) -> bool:
+    """Every partition of a just-created topic answers (a broker may still say "not leader")."""
+    try:
+        return len(end_offsets(bootstrap, topic)) == partitions
+    except KafkaException:
+        return False
+
+
 def test_records_still_pending_when_the_flush_times_out_are_spilled_and_resent(bootstrap_servers, tmp_path):
     settings = IngestSettings(metrics_port=0, delivery_timeout_ms=120_000, spill_dir=tmp_path / "spill")
     topic = f"spill-late-{uuid.uuid4().hex[:8]}"  # created only after the flush: nothing can land
@@ -301,7 +310,7 @@ def test_records_still_pending_when_the_flush_times_out_are_spilled_and_resent(b
         admin = AdminClient({"bootstrap.servers": bootstrap_servers})
         admin.create_topics([NewTopic(topic, 3, 1)])[topic].result()
         created = topic
-        assert wait_until(lambda: len(end_offsets(bootstrap_servers, topic)) == 3, 30)
+        assert wait_until(lambda: _has_leaders(bootstrap_servers, topic, 3), 30)
         fresh = KafkaSink(bootstrap_servers, settings, "synthetic")
         assert fresh.resend_spill() == len(values)
         assert not list(sink.spill.folder.glob("spill-*"))
