@@ -73,7 +73,7 @@ up: setup ## Start PostgreSQL, Kafka and Prometheus; apply migrations; create to
 down: demo-stop ## Stop the demo processes and the local stack (data is kept)
 	@test -x $(PY) && $(PY) -m devstack down || true
 
-airflow: up ## Start Airflow (UI, scheduler, dag-processor, triggerer) and statsd_exporter; print the UI's address
+airflow: up ## Start Airflow (UI, scheduler, dag-processor) and statsd_exporter; print the UI's address
 	@$(PY) -m devstack airflow
 
 status: ## Show each service, its port and whether it answers

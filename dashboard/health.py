@@ -133,7 +133,7 @@ def airflow_password(settings: DashboardSettings) -> str:
 
 
 def airflow_components(settings: DashboardSettings) -> pd.DataFrame:
-    """Airflow's own components (metadata database, scheduler, triggerer, dag-processor) as its
+    """Airflow's own components (metadata database, scheduler, dag-processor, triggerer if used) as its
     api-server reports them (`/api/v2/monitor/health`, no login needed)."""
     base = settings.airflow_url.rstrip("/")
     body = _request(f"{base}/api/v2/monitor/health", settings.http_timeout_s, "Airflow")
@@ -146,6 +146,8 @@ def airflow_components(settings: DashboardSettings) -> pd.DataFrame:
             "status": (info or {}).get("status"),
         }
         for name, info in body.items()
+        # a triggerer that never ran is not used (AF_TRIGGERER is off by default), not down
+        if not (name == "triggerer" and (info or {}).get("status") is None)
     ]
     return pd.DataFrame(rows, columns=["component", "state", "status"])
 

@@ -93,8 +93,9 @@ def airflow(
     unpause: bool = typer.Option(False, "--unpause", help="Unpause the project's DAGs once it runs."),
     timeout: float = typer.Option(180.0, help="Seconds to wait for each Airflow process to answer."),
 ) -> None:
-    """Start Airflow (api-server, scheduler, dag-processor, triggerer) and statsd_exporter; the local
-    stack must be up. Prints the UI's address, its user and where the generated password is."""
+    """Start Airflow (api-server, scheduler, dag-processor; the triggerer if AF_TRIGGERER) and
+    statsd_exporter; the local stack must be up. Prints the UI's address, its user and where the
+    generated password is."""
     from common.settings import stack_settings
     from devstack import airflow as af
     from devstack.process import wait_until

@@ -1,4 +1,4 @@
-"""Airflow 3 as four local processes (api-server, scheduler, dag-processor, triggerer) with its
+"""Airflow 3 as local processes (api-server, scheduler, dag-processor; the triggerer if asked) with its
 metadata in a database and role of its own in the project's PostgreSQL, and statsd_exporter beside it.
 
 Everything Airflow is told comes from orchestration.settings.AirflowSettings (rendered into
@@ -293,7 +293,12 @@ class Airflow:
 
     # --- processes --------------------------------------------------------------------------------
     def components(self) -> dict[str, AirflowComponent]:
-        return {name: AirflowComponent(name, self) for name in COMPONENTS}
+        """The processes to run; the triggerer only when AF_TRIGGERER is on (or it still runs from a
+        start when it was, so that `make down` stops it)."""
+        comps = {name: AirflowComponent(name, self) for name in COMPONENTS}
+        if not self.settings.triggerer and not comps["triggerer"].running():
+            del comps["triggerer"]
+        return comps
 
     def prepare(self) -> None:
         """Everything before the processes: home, secrets, database, migrations, manifest."""

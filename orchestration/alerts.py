@@ -9,7 +9,7 @@ the quality gate and the stream supervisor all call `alert()`, which
 
 None of the three may raise: an alert about a failure must not fail in turn.
 The callbacks below are what DAGs pass as ``on_failure_callback``/``on_retry_callback`` and, for
-deadlines, the async one (AsyncCallback runs it in the triggerer).
+deadlines, a SyncCallback (the LocalExecutor runs it in a worker; no triggerer needed).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def on_retry(context: dict[str, Any]) -> None:
     _from_context("retry", context)
 
 
-async def on_deadline_missed(**kwargs: Any) -> None:
-    """AsyncCallback of the DAGs' DeadlineAlerts (runs in the triggerer)."""
+def on_deadline_missed(**kwargs: Any) -> None:
+    """SyncCallback of the DAGs' DeadlineAlerts (an executor worker runs it, with `context`)."""
     context = kwargs.get("context") or {}
     dag_run = context.get("dag_run") or {}
     dag_id = kwargs.get("dag_id") or _get(dag_run, "dag_id") or "-"

@@ -1,11 +1,11 @@
 """Airflow 3 DeadlineAlerts for the DAGs that make a time promise; a missed deadline goes through
-orchestration.alerts (AsyncCallback: the triggerer runs it)."""
+orchestration.alerts (SyncCallback: the executor runs it, so no triggerer is needed)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
 
 from orchestration.settings import airflow_settings
 
@@ -18,5 +18,5 @@ def within(interval: timedelta, promise: str, always: bool = False) -> DeadlineA
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=interval,
-        callback=AsyncCallback("orchestration.alerts.on_deadline_missed", kwargs={"promise": promise}),
+        callback=SyncCallback("orchestration.alerts.on_deadline_missed", kwargs={"promise": promise}),
     )

@@ -54,6 +54,11 @@ class AirflowSettings(BaseSettings):
         description="Also parse the dbt project once in the scheduler and give every dbt task that "
         "manifest (no per-task parse); restart Airflow after changing the dbt project.",
     )
+    triggerer: bool = Field(
+        default=False,
+        description="Also run the triggerer (about 170 MiB). Only deferrable operators and AsyncCallbacks "
+        "need it: the project's DAGs use neither (deadlines run their SyncCallback on the executor).",
+    )
     dag_refresh_interval_s: int = Field(default=30, description="How often the dag-processor lists dags/.")
 
     # --- what the DAGs promise ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A DeadlineAlert that is missed fires its callback through the running scheduler and triggerer:
+"""A DeadlineAlert that is missed fires its callback through the running scheduler and its executor:
 the alert module counts it (a 5 s deadline on a run the test holds open until then)."""
 
 from __future__ import annotations
