@@ -15,7 +15,7 @@ bars, built once by a full daily run first):
                         path (a task's queue time minus its last upstream's end)
   parse_s               per DAG file, the dag-processor's own last parse duration (its stats table
                         in the log) (goal: under 1 s)
-  idle_pss_mib          proportional memory of the four Airflow processes and their children, idle
+  idle_pss_mib          proportional memory of the Airflow processes and their children, idle
                         (goal: under 600 MiB together)
 """
 

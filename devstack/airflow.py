@@ -147,6 +147,7 @@ class Airflow:
                 "AIRFLOW__API_AUTH__JWT_SECRET": s.jwt_secret,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(st.dag_refresh_interval_s),
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(st.scheduler_idle_sleep_s),
                 "AIRFLOW__METRICS__STATSD_ON": "True",
                 "AIRFLOW__METRICS__STATSD_HOST": st.host,
                 "AIRFLOW__METRICS__STATSD_PORT": str(st.statsd_port),

@@ -4,6 +4,7 @@ dag-processor; the dbt DAGs have one task per model their selector picks, with d
 from __future__ import annotations
 
 import json
+import pkgutil
 import subprocess
 
 import pytest
@@ -113,3 +114,18 @@ def test_one_task_per_selected_model_and_the_same_edges_as_the_dbt_graph(
 def test_the_dags_with_a_time_promise_carry_a_deadline_alert(dagbag):
     dags = dagbag["dags"]
     assert dags["dbt_daily"]["has_deadline"] and dags["dbt_intraday"]["has_deadline"]
+
+
+def test_dbt_does_not_import_the_dag_files_as_plugins():
+    """dbt's plugin manager imports every top-level module whose name starts with its prefix (dbt_) on
+    sys.path, and Airflow puts dags/ on it: DAG files named so were executed again, Cosmos rendering
+    included, inside every dbt task (about 0.2 s each)."""
+    from dbt.plugins.manager import PluginManager
+
+    folders = [str(PROJECT_ROOT / "dags"), str(PROJECT_ROOT / "tests/orchestration/dags")]
+    picked = [
+        name
+        for _, name, _ in pkgutil.iter_modules(folders)
+        if name.startswith(PluginManager.PLUGIN_MODULE_PREFIX)
+    ]
+    assert not picked, f"dbt would import these DAG files in every dbt task: {picked}"
