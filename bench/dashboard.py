@@ -100,6 +100,11 @@ def _add_stream_day(symbols: list[str]) -> None:
             cur.execute("select count(*) from rt.bars_1m where bar_start >= %s", (start,))
             if cur.fetchone()[0] >= len(symbols) * 300:
                 return
+            # an earlier run's day overlaps this one: replace it
+            for table in ("rt.bars_1m", "rt.indicators_1m"):
+                cur.execute(f"delete from {table} where bar_start >= %s - interval '1 day'", (start,))
+            cur.execute("delete from rt.signals where signal_time >= %s - interval '1 day'", (start,))
+        writer.commit()
         for i, symbol in enumerate(symbols):
             sample_data.load_rt_minutes(writer, symbol, start, 390, seed=i, price=50.0, signal_every=45)
         with writer.cursor() as cur:
