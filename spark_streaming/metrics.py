@@ -99,6 +99,13 @@ class StreamingMetrics:
             "(Spark's maxOffsetsBehindLatest of the Kafka source).",
             registry=r,
         )
+        self.committed_offset = Gauge(
+            "streaming_kafka_committed_offset",
+            "End offset of the last batch Spark committed, per Kafka partition: against the broker's "
+            "kafka_log_logendoffset it is a lag that keeps growing while the job commits nothing.",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.heartbeat = Gauge(
             "streaming_heartbeat_timestamp_seconds",
             "Unix time of the last sign of life of the query (batch, progress or idle).",
@@ -141,6 +148,24 @@ class StreamingMetrics:
             if n:
                 self.rows.labels(kind).inc(n)
         self.latency.observe_many(outcome.latencies_ms / 1000.0)
+
+
+def committed_offsets(end_offset: object) -> list[tuple[str, str, int]]:
+    """(topic, partition, offset) of a Kafka source's endOffset in a query progress (a JSON object
+    {topic: {partition: offset}}, as text or parsed); nothing for other sources or shapes."""
+    try:
+        parsed = json.loads(end_offset) if isinstance(end_offset, str) else end_offset
+    except ValueError:
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    return [
+        (str(topic), str(partition), int(offset))
+        for topic, partitions in parsed.items()
+        if isinstance(partitions, dict)
+        for partition, offset in partitions.items()
+        if isinstance(offset, int) and not isinstance(offset, bool)
+    ]
 
 
 class _JsonProgressBridge(JStreamingQueryListener):
@@ -192,6 +217,9 @@ class ProgressListener(StreamingQueryListener):
         ]
         if behind:
             m.kafka_lag.set(max(behind))
+        for source in p.sources or []:
+            for topic, partition, offset in committed_offsets(source.endOffset):
+                m.committed_offset.labels(topic, partition).set(offset)
         rows, size, watermark_ms = self.state()
         m.state_rows.set(rows)
         m.state_bytes.set(size)

@@ -17,7 +17,7 @@ from common.contract import DeadLetter, RejectReason, Stage, Topic, encode
 from common.migrate import drop_database
 from spark_streaming import indicators as ind
 from spark_streaming.feed import delete_topics, tick_value
-from tests.conftest import free_ports
+from tests.conftest import end_offsets, free_ports
 from tests.spark_streaming.crafted import crafted
 from tests.spark_streaming.helpers import (
     BAR_MS,
@@ -269,3 +269,9 @@ def test_the_job_exports_its_progress_and_latency_to_prometheus(fed_job, bootstr
     committed = query(pg, "select count(*) from raw.ticks")[0][0]
     assert m["streaming_end_to_end_latency_seconds_count{}"] == committed
     assert m["streaming_state_rows{}"] > 0
+    # every record is consumed: the committed offset of each partition is the broker's end offset
+    # (Prometheus computes the lag that moves while nothing commits from these two)
+    for topic in (fed_job["topics"][Topic.TICKS], fed_job["topics"][Topic.DEADLETTER]):
+        for partition, end in end_offsets(bootstrap_servers, topic).items():
+            labels = json.dumps({"partition": str(partition), "topic": topic}, sort_keys=True)
+            assert m[f"streaming_kafka_committed_offset{labels}"] == end, (topic, partition)
