@@ -17,7 +17,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup apt venv jars env statsd-exporter airflow up down status migrate partitions demo-stop docs dashboard test test-fast lint demo bench clean-state lock
+.PHONY: chaos help setup apt venv jars env statsd-exporter airflow up down status migrate partitions demo-stop docs dashboard test test-fast lint demo bench clean-state lock
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ demo: up ## Start the stack and run the whole pipeline on the offline synthetic 
 	@$(PY) -m devstack demo
 	@$(PY) -m devstack airflow --unpause
 	@$(PY) -m devstack status
+
+chaos: up ## Break Kafka, the stream, PostgreSQL and Airflow's scheduler in turn under the running demo; check nothing was lost
+	@$(PY) -m devstack chaos
 
 demo-stop: ## Stop the demo's background ingest and streaming processes
 	@test -x $(PY) && $(PY) -m devstack demo-stop || true

@@ -152,6 +152,22 @@ def demo(
         _fail(str(exc))
 
 
+@app.command()
+def chaos(
+    hold: float = typer.Option(
+        None, help="Seconds every fault is held (default: each its own, long enough for its alert)."
+    ),
+    only: list[str] = typer.Option(None, help="Only these faults: kafka, stream, postgres, scheduler."),
+) -> None:
+    """Break each part of the running demo in turn (Kafka, the streaming job, PostgreSQL, Airflow's
+    scheduler), time the alerts and the catch-up, then account for every tick written meanwhile."""
+    from devstack import chaos as chaos_run
+
+    _, accounting = chaos_run.run(console, hold_s=hold, only=only or None)
+    if accounting.lost or accounting.landed_twice or accounting.bars_differing:
+        _fail("ticks were lost or landed twice, or closed bars differ from their ticks (see above)")
+
+
 @app.command("demo-stop")
 def demo_stop() -> None:
     """Stop the demo's background ingest and streaming processes (the stack keeps running)."""
