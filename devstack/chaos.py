@@ -182,10 +182,13 @@ def inject_and_recover(fault: Fault, console: Console, catch_up_s: float = 600) 
     console.print(f"[bold]{fault.name}[/]: injecting, holding {fault.hold_s:.0f} s")
     started = time.monotonic()
     fault.inject()
+    seen_down = False  # a SIGKILLed process may still look alive for a moment
     while time.monotonic() - started < fault.hold_s:
         if report.alert_after_s is None and fault.expected_alert in firing_alerts():
             report.alert_after_s = round(time.monotonic() - started, 1)
-        if report.back_after_s is None and fault.is_up():
+        up = fault.is_up()
+        seen_down = seen_down or not up
+        if report.back_after_s is None and seen_down and up:
             report.back_after_s = round(time.monotonic() - started, 1)
         time.sleep(2)
     report.repaired_by = fault.repair()
