@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from bench.stack import tree_pss
-from common.db import connect
+from common.db import connect, fetch_all
 from common.migrate import drop_database, recreate_database
 from common.settings import PROJECT_ROOT, postgres_settings, stack_settings
 from dbt_project import sample_data
@@ -50,13 +50,7 @@ REPEATS = 3
 
 
 def _metadata(instance: af.Airflow, statement: str, params: tuple = ()) -> list[tuple]:
-    conn = connect("admin", instance.pg, database=instance.settings.database)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return fetch_all(statement, params, settings=instance.pg, database=instance.settings.database)
 
 
 def _plain_daily(pg_database: str, target: Path) -> float:

@@ -30,11 +30,26 @@ def connect(
 
 
 @contextmanager
-def transaction(role: str = "writer", settings: PostgresSettings | None = None) -> Iterator:
+def transaction(
+    role: str = "writer", settings: PostgresSettings | None = None, database: str | None = None
+) -> Iterator:
     """A cursor inside one transaction: committed on success, rolled back on error."""
-    conn = connect(role, settings)
+    conn = connect(role, settings, database)
     try:
         with conn, conn.cursor() as cur:
             yield cur
     finally:
         conn.close()
+
+
+def fetch_all(
+    statement: str,
+    params: tuple = (),
+    role: str = "admin",
+    settings: PostgresSettings | None = None,
+    database: str | None = None,
+) -> list[tuple]:
+    """One statement in its own transaction; its rows (none for a statement that returns none)."""
+    with transaction(role, settings, database) as cur:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else []

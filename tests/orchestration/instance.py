@@ -9,16 +9,16 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg2 import sql
 
-from common.db import connect
+from common.db import connect, fetch_all
 from common.settings import PROJECT_ROOT, PostgresSettings
 from devstack.airflow import Airflow, _bin
+from devstack.process import wait_until
 from devstack.statsd import StatsdExporter
 from orchestration.settings import AirflowSettings
 
@@ -69,23 +69,11 @@ class AirflowInstance:
 
     def metadata(self, statement: str, params: tuple = ()) -> list[tuple]:
         """A query on Airflow's metadata database (as the admin)."""
-        conn = connect("admin", self.pg, database=self.settings.database)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(statement, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return fetch_all(statement, params, settings=self.pg, database=self.settings.database)
 
     def pipeline(self, statement: str, params: tuple = (), role: str = "admin") -> list[tuple]:
         """A query on the pipeline database the dbt tasks build in."""
-        conn = connect(role, self.pg)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(statement, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return fetch_all(statement, params, role, self.pg)
 
     def metrics(self) -> str:
         url = f"http://{self.exporter.address}/metrics"
@@ -128,9 +116,7 @@ class AirflowInstance:
         return proc, run_id, self.task_states(dag_id, run_id)
 
     def wait_for(self, check, timeout_s: float, interval_s: float = 1.0):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value or time.monotonic() > deadline:
-                return value
-            time.sleep(interval_s)
+        """devstack's wait_until, returning the check's last value (truthy when it held in time)."""
+        values: list = []
+        wait_until(lambda: bool(values.append(check()) or values[-1]), timeout_s, interval_s)
+        return values[-1]

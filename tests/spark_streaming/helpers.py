@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from common.contract import Topic
-from common.db import connect
+from common.db import fetch_all
 from common.migrate import recreate_database
 from common.settings import PROJECT_ROOT, PostgresSettings
 from spark_streaming.feed import create_topics, producer, send, tick_value
@@ -38,13 +38,7 @@ def private_database(name: str, pg: PostgresSettings | None = None) -> PostgresS
 
 
 def query(s: PostgresSettings, text: str, args: tuple = ()) -> list[tuple]:
-    conn = connect("admin", s)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(text, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return fetch_all(text, args, settings=s)
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 1.0) -> None:
