@@ -57,14 +57,32 @@ class TopicSpec:
     description: str
     cleanup_policy: str = "delete"
 
-    def config(self) -> dict[str, str]:
-        """Topic-level configuration given to the broker when the topic is created."""
+    def config(self, brokers: int = 1) -> dict[str, str]:
+        """Topic-level configuration given to the broker when the topic is created on a cluster of
+        `brokers` nodes (see :func:`replication`)."""
         return {
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
             "max.message.bytes": str(MAX_MESSAGE_BYTES * 2),
-            "min.insync.replicas": "1",
+            "min.insync.replicas": str(replication(brokers).min_insync_replicas),
         }
+
+
+@dataclass(frozen=True)
+class Replication:
+    factor: int
+    min_insync_replicas: int
+
+
+def replication(brokers: int) -> Replication:
+    """How every topic is replicated on a cluster of `brokers` nodes: up to 3 copies, all but one of
+    which must have a write before it is acknowledged (at least 1). On 3 brokers: 3 copies, 2 in sync,
+    so with the producer's acks=all one broker may die without losing an acknowledged record or
+    stopping writes. On 1 broker: 1 copy, 1 in sync."""
+    if brokers < 1:
+        raise ValueError(f"a Kafka cluster has at least 1 broker, got {brokers}")
+    factor = min(3, brokers)
+    return Replication(factor=factor, min_insync_replicas=max(1, factor - 1))
 
 
 TOPICS: dict[Topic, TopicSpec] = {

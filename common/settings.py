@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,14 @@ class PostgresSettings(_Base):
 
 
 class KafkaSettings(_Base):
-    """Kafka: where clients connect, and the local single-node broker's listener ports."""
+    """Kafka: where clients connect, and the local KRaft nodes' listener ports.
+
+    With ``nodes`` > 1 devstack runs that many combined controller+broker nodes in one quorum. Node i
+    (0-based) listens on the i-th address of ``bootstrap_servers``; addresses the list lacks are the
+    first one's port plus ``i * node_port_step``, and its controller and JMX exporter ports are the
+    first node's plus ``i * node_port_step``. So ``KAFKA_NODES=3`` alone gives brokers on 9092, 9192
+    and 9292, and ``bootstrap_servers`` then lists all three (what every client reads).
+    """
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", env_file=_env_file(), extra="ignore")
 
@@ -72,6 +79,29 @@ class KafkaSettings(_Base):
     controller_port: int = 9093
     jmx_exporter_port: int = 9404
     heap: str = "512m"
+    nodes: int = Field(default=1, ge=1, description="KRaft nodes devstack runs: 1 (the demo) or 3.")
+    node_port_step: int = Field(default=100, ge=1, description="Port distance between two nodes' ports.")
+
+    @model_validator(mode="after")
+    def _every_node_in_bootstrap(self) -> KafkaSettings:
+        listed = [a.strip() for a in self.bootstrap_servers.split(",") if a.strip()]
+        if len(listed) < self.nodes:
+            host, port = listed[0].rsplit(":", 1)
+            listed += [
+                f"{host}:{int(port) + i * self.node_port_step}" for i in range(len(listed), self.nodes)
+            ]
+            self.bootstrap_servers = ",".join(listed)
+        return self
+
+    def node_addresses(self) -> list[tuple[str, int, int, int]]:
+        """(host, broker port, controller port, JMX exporter port) of each node, node 1 first."""
+        listed = [a.strip() for a in self.bootstrap_servers.split(",") if a.strip()][: self.nodes]
+        out = []
+        for i, address in enumerate(listed):
+            host, port = address.rsplit(":", 1)
+            step = i * self.node_port_step
+            out.append((host, int(port), self.controller_port + step, self.jmx_exporter_port + step))
+        return out
 
 
 class PrometheusSettings(_Base):

@@ -84,6 +84,14 @@ def status(
         )
         table.add_row(row.name, row.address, str(row.pid or "-"), state)
     Console().print(table)
+    health = stack.kafka_health() if any(r.name.startswith("kafka") and r.healthy for r in rows) else None
+    if health is not None:
+        leaders = ", ".join(f"{broker}: {n}" for broker, n in health.leaders.items())
+        Console().print(
+            f"kafka brokers {', '.join(map(str, health.brokers))}; partitions led by broker: {leaders}; "
+            f"under-replicated partitions: {health.under_replicated}; offline: {health.offline}",
+            highlight=False,
+        )
     if check and not all(r.healthy for r in rows if r.running or not r.optional):
         raise typer.Exit(1)
 

@@ -21,16 +21,16 @@ EXPORTER_QUERIES = PROJECT_ROOT / "monitoring" / "postgres_exporter_queries.yml"
 def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
     """monitoring/prometheus.yml with each local target's address taken from settings."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    kafka_host = kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
     local_targets = {
         "prometheus": f"{prometheus.host}:{prometheus.port}",
-        "kafka": f"{kafka_host}:{kafka.jmx_exporter_port}",
+        "kafka": [f"{host}:{jmx}" for host, _, _, jmx in kafka.node_addresses()],  # every broker
         "postgres": f"127.0.0.1:{prometheus.postgres_exporter_port}",
         "airflow": _statsd_exporter_address(),
     }
     for job in config["scrape_configs"]:
         if job["job_name"] in local_targets:
-            job["static_configs"] = [{"targets": [local_targets[job["job_name"]]]}]
+            targets = local_targets[job["job_name"]]
+            job["static_configs"] = [{"targets": targets if isinstance(targets, list) else [targets]}]
     rules_dir = PROMETHEUS_CONFIG.parent
     config["rule_files"] = [str(rules_dir / pattern) for pattern in config.get("rule_files", [])]
     return yaml.safe_dump(config, sort_keys=False)

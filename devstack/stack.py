@@ -11,7 +11,7 @@ from common.db import transaction
 from common.migrate import migrate
 from common.settings import kafka_settings, postgres_settings, prometheus_settings, stack_settings
 from devstack.errors import StackError
-from devstack.kafka import Kafka
+from devstack.kafka import ClusterHealth, Kafka, cluster_health, cluster_nodes, start_nodes
 from devstack.postgres import Postgres
 from devstack.process import require_free_ports, wait_until
 from devstack.prometheus import PostgresExporter, Prometheus
@@ -44,10 +44,11 @@ class ServiceStatus:
 
 
 def services() -> dict[str, Service]:
+    """The core services; Kafka is `kafka`, or `kafka-1` ... `kafka-n` with KAFKA_NODES=n."""
     state = stack_settings().state_dir
     return {
         "postgresql": Postgres(postgres_settings(), state),
-        "kafka": Kafka(kafka_settings(), state),
+        **{node.name: node for node in cluster_nodes(kafka_settings(), state)},
         "prometheus": Prometheus(prometheus_settings(), kafka_settings(), state),
         "postgres-exporter": PostgresExporter(
             postgres_settings(), state, port=prometheus_settings().postgres_exporter_port
@@ -112,8 +113,9 @@ def _start_all(
         _wait_healthy(svc[name], timeout)
         reports.append(StartReport(name, was_running[name], time.monotonic() - started))
 
+    kafka = [s for s in svc.values() if isinstance(s, Kafka)]
     # Kafka takes longest to boot: spawn it first, then do PostgreSQL while it starts.
-    svc["kafka"].start()
+    start_nodes(kafka)
     svc["prometheus"].start()
     svc["postgresql"].start()
     _wait_healthy(svc["postgresql"], timeout_s)
@@ -124,11 +126,13 @@ def _start_all(
         log.info("partitions: %s %s", action, partition)
     reports.append(StartReport("postgresql", was_running["postgresql"], time.monotonic() - started))
     svc["postgres-exporter"].start()
-    _wait_healthy(svc["kafka"], timeout_s)
-    created = svc["kafka"].ensure_topics()
+    for node in kafka:  # topics get their replicas on every node: all must be registered first
+        _wait_healthy(node, timeout_s)
+    created = kafka[0].ensure_topics()
     if created:
         log.info("created topics: %s", ", ".join(created))
-    reports.append(StartReport("kafka", was_running["kafka"], time.monotonic() - started))
+    for node in kafka:
+        reports.append(StartReport(node.name, was_running[node.name], time.monotonic() - started))
     healthy("prometheus")
     healthy("postgres-exporter", 20)
 
@@ -167,3 +171,8 @@ def status() -> list[ServiceStatus]:
         for optional, group in ((False, services()), (True, optional_services()))
         for name, svc in group.items()
     ]
+
+
+def kafka_health() -> ClusterHealth | None:
+    """Brokers, partition leaders and under-replicated partitions of the configured cluster."""
+    return cluster_health(kafka_settings())
