@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.metrics import PAGE_RUNS
+
 st.set_page_config(page_title="marketpipe", page_icon="📈", layout="wide")
 page = st.navigation(
     [
@@ -15,4 +17,5 @@ page = st.navigation(
         st.Page("views/health.py", title="System health", icon=":material/monitor_heart:", url_path="health"),
     ]
 )
+PAGE_RUNS.labels(page.title).inc()
 page.run()

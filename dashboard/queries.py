@@ -21,6 +21,7 @@ import streamlit as st
 
 from common.contract import SYMBOL_PATTERN
 from common.db import DatabaseUnavailable
+from dashboard.metrics import QUERY_SECONDS
 from dashboard.settings import DashboardSettings, dashboard_settings
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -210,12 +211,14 @@ def run(sql: str, params: dict | None = None, settings: DashboardSettings | None
         _pool.clear()
         raise DatabaseUnavailable(f"cannot reach {where} as market_reader: {_first_line(exc)}") from exc
     broken = False
+    started, outcome = time.perf_counter(), "error"
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params or {})
             columns = [c.name for c in cur.description]
             rows = cur.fetchall()
         conn.rollback()
+        outcome = "ok"
         return pd.DataFrame(rows, columns=columns)
     except psycopg2.errors.UndefinedTable as exc:
         conn.rollback()
@@ -227,6 +230,7 @@ def run(sql: str, params: dict | None = None, settings: DashboardSettings | None
         conn.rollback()
         raise
     finally:
+        QUERY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
         if pool is None:
             conn.close()
         else:

@@ -26,6 +26,9 @@ class DashboardSettings(_Base):
 
     host: str = Field(default="127.0.0.1", description="Address the Streamlit server binds to.")
     port: int = Field(default=8501, description="Port of the Streamlit server (Streamlit's default).")
+    metrics_port: int = Field(
+        default=9110, description="Port of the dashboard process's Prometheus /metrics; 0 disables it."
+    )
     database: str | None = Field(default=None, description="Database to read (default: PG_DATABASE).")
     cache_ttl_s: float = Field(
         default=30.0, description="Cache lifetime of daily, quality and health queries."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -162,16 +164,32 @@ def demo(
 
 @app.command()
 def chaos(
-    hold: float = typer.Option(
-        None, help="Seconds every fault is held (default: each its own, long enough for its alert)."
+    hold: list[str] = typer.Option(
+        None,
+        help="Seconds a fault is held, as FAULT=S (repeatable) or S for every fault (default: each its "
+        "own, long enough for its alert to fire).",
     ),
     only: list[str] = typer.Option(None, help="Only these faults: kafka, stream, postgres, scheduler."),
+    report: Path = typer.Option(None, help="Also write the faults and the accounting to this JSON file."),
 ) -> None:
     """Break each part of the running demo in turn (Kafka, the streaming job, PostgreSQL, Airflow's
     scheduler), time the alerts and the catch-up, then account for every tick written meanwhile."""
+    from dataclasses import asdict
+
     from devstack import chaos as chaos_run
 
-    _, accounting = chaos_run.run(console, hold_s=hold, only=only or None)
+    holds: dict[str, float] = {}
+    for item in hold or []:
+        name, _, seconds = item.rpartition("=")
+        try:
+            holds[name or "*"] = float(seconds)
+        except ValueError:
+            _fail(f"--hold {item!r}: expected seconds or FAULT=seconds")
+    reports, accounting = chaos_run.run(console, holds=holds, only=only or None)
+    if report:
+        report.write_text(
+            json.dumps({"faults": [asdict(r) for r in reports], "accounting": asdict(accounting)}, indent=2)
+        )
     if accounting.lost or accounting.landed_twice or accounting.bars_differing:
         _fail("ticks were lost or landed twice, or closed bars differ from their ticks (see above)")
 

@@ -31,8 +31,6 @@ from devstack.process import PidFileProcess, spawn, tail, wait_until
 
 log = logging.getLogger(__name__)
 
-INGEST_METRICS_PORT = 9108
-STREAM_METRICS_PORT = 9109
 SUMMARY_TABLES = (
     "raw.ticks",
     "raw.bars",
@@ -123,24 +121,12 @@ class Background(PidFileProcess):
 
 
 def processes(plan: DemoPlan) -> dict[str, Background]:
-    checkpoint = stack_settings().state_dir / "checkpoints" / "demo_stream"
+    from orchestration.settings import airflow_settings
+    from orchestration.stream_supervisor import stream_process
+
     return {
-        "stream": Background(
-            "stream",
-            [
-                "-m",
-                "spark_streaming",
-                "run",
-                "--query-name",
-                "demo_stream",
-                "--checkpoint-dir",
-                str(checkpoint),
-                "--starting-offsets",
-                "earliest",
-                "--metrics-port",
-                str(STREAM_METRICS_PORT),
-            ],
-        ),
+        # the same command and pid file as the stream_supervisor DAG's (orchestration/stream_supervisor.py)
+        "stream": stream_process(airflow_settings()),
         "ticks": Background(
             "ticks",
             [
@@ -153,9 +139,7 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
                 str(plan.symbols),
                 "--seed",
                 str(plan.seed),
-                "--metrics-port",
-                str(INGEST_METRICS_PORT),
-            ],
+            ],  # metrics on INGEST_METRICS_PORT
         ),
         # the Streamlit dashboard (dashboard/), as market_reader, on DASHBOARD_HOST:DASHBOARD_PORT
         "dashboard": Background("dashboard", ["-m", "dashboard"], stop_timeout_s=20.0),
@@ -260,9 +244,12 @@ def summary(console: Console) -> None:
         table.add_row(name, "-" if count is None else f"{count:,}")
     console.print(table)
     console.print(f"data-quality score (last dbt build): {_quality_score()}")
+    from ingest.settings import ingest_settings
+    from spark_streaming.settings import StreamingSettings
+
     console.print(
-        f"Prometheus: {prometheus_settings().url}  (ingest metrics :{INGEST_METRICS_PORT}, "
-        f"stream metrics :{STREAM_METRICS_PORT})"
+        f"Prometheus: {prometheus_settings().url}  (ingest metrics :{ingest_settings().metrics_port}, "
+        f"stream metrics :{StreamingSettings().metrics_port})"
     )
     console.print("dbt docs: make docs   ·   stop the demo's ingest and stream: make demo-stop")
 

@@ -26,6 +26,7 @@ def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
         "kafka": [f"{host}:{jmx}" for host, _, _, jmx in kafka.node_addresses()],  # every broker
         "postgres": f"127.0.0.1:{prometheus.postgres_exporter_port}",
         "airflow": _statsd_exporter_address(),
+        **_pipeline_addresses(),
     }
     for job in config["scrape_configs"]:
         if job["job_name"] in local_targets:
@@ -34,6 +35,20 @@ def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
     rules_dir = PROMETHEUS_CONFIG.parent
     config["rule_files"] = [str(rules_dir / pattern) for pattern in config.get("rule_files", [])]
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _pipeline_addresses() -> dict[str, str]:
+    """Where the ingest service, the streaming job and the dashboard serve /metrics (their settings)."""
+    from dashboard.settings import dashboard_settings
+    from ingest.settings import ingest_settings
+    from spark_streaming.settings import StreamingSettings
+
+    ingest, stream, dashboard = ingest_settings(), StreamingSettings(), dashboard_settings()
+    return {
+        "ingest": f"{ingest.metrics_host}:{ingest.metrics_port}",
+        "stream": f"{stream.metrics_host}:{stream.metrics_port}",
+        "dashboard": f"{dashboard.host}:{dashboard.metrics_port}",
+    }
 
 
 def _statsd_exporter_address() -> str:

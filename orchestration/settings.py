@@ -115,7 +115,10 @@ class AirflowSettings(BaseSettings):
     stream_database: str | None = Field(
         default=None, description="Database of its sink; default PG_DATABASE."
     )
-    stream_metrics_port: int = 9109
+    stream_metrics_port: int = Field(
+        default_factory=lambda: _stream_metrics_port(),
+        description="Metrics port of the supervised job; default the stream's own (STREAM_METRICS_PORT).",
+    )
     stream_heartbeat_stale_s: float = Field(
         default=60.0, description="A heartbeat older than this means the job is dead or hung."
     )
@@ -135,6 +138,12 @@ class AirflowSettings(BaseSettings):
     def passwords_file(self) -> Path:
         """The SimpleAuthManager's password file: the UI user's generated password, mode 0600."""
         return self.home / "passwords.json"
+
+
+def _stream_metrics_port() -> int:
+    from spark_streaming.settings import StreamingSettings
+
+    return StreamingSettings().metrics_port
 
 
 @lru_cache

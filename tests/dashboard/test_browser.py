@@ -3,10 +3,12 @@ shown in the page; a screenshot of each is kept in .state/test-artifacts/dashboa
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.db import connect
 from dashboard.server import serving
@@ -31,10 +33,16 @@ DRAWN = """(charts) =>
 
 
 @pytest.fixture(scope="module")
-def server(dashboard_db, tmp_path_factory) -> Iterator[str]:
+def metrics_port() -> int:
+    return free_ports(1)[0]
+
+
+@pytest.fixture(scope="module")
+def server(dashboard_db, tmp_path_factory, metrics_port) -> Iterator[str]:
     env = {
         "DASHBOARD_DATABASE": dashboard_db.name,
         "DASHBOARD_AIRFLOW_URL": f"http://127.0.0.1:{closed_port()}",
+        "DASHBOARD_METRICS_PORT": str(metrics_port),
     }
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with serving(free_ports(1)[0], log, env) as url:
@@ -116,3 +124,36 @@ def test_the_live_view_shows_a_new_tick_without_reloading_the_page(server, dashb
                 writer.commit()
             finally:
                 writer.close()
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.slow
+def test_the_dashboard_process_serves_its_metrics_for_prometheus(server, metrics_port):
+    """`python -m dashboard` serves /metrics from the start (Prometheus's `dashboard` target), with the
+    process's memory and CPU, and counts page runs and timed queries once a visitor opens a page."""
+    from playwright.sync_api import sync_playwright
+
+    before = _scrape(metrics_port)
+    assert before[("process_resident_memory_bytes", ())] > 50e6  # the Streamlit process itself
+    runs = ("dashboard_page_runs_total", (("page", "Market"),))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1200})
+            page.goto(f"{server}/?symbol=DASHB&timeframe=daily")
+            page.wait_for_function(DRAWN, arg=1, timeout=30_000)
+        finally:
+            browser.close()
+    after = _scrape(metrics_port)
+    assert after[runs] >= before.get(runs, 0) + 1
+    ok = ("dashboard_query_duration_seconds_count", (("outcome", "ok"),))
+    assert after.get(ok, 0) >= 1

@@ -162,6 +162,7 @@ def test_every_variable_compose_reads_is_in_env_example_or_has_a_default():
 
 
 def test_every_scrape_target_is_served_by_a_compose_service_on_the_local_port():
+    from dashboard.settings import DashboardSettings
     from orchestration.settings import AirflowSettings
 
     config = yaml.safe_load((PROJECT_ROOT / "monitoring" / "prometheus.yml").read_text())
@@ -175,6 +176,8 @@ def test_every_scrape_target_is_served_by_a_compose_service_on_the_local_port():
         "ingest": "127.0.0.1:" + SERVICES["ingest"]["command"][-1],
         "stream": "127.0.0.1:" + stream[stream.index("--metrics-port") + 1],
         "airflow": _flag(SERVICES["statsd-exporter"]["command"], "web.listen-address"),
+        # `python -m dashboard` serves its metrics beside Streamlit, on the settings' port
+        "dashboard": f"{_default(DashboardSettings, 'host')}:{_default(DashboardSettings, 'metrics_port')}",
     }
     assert served == targets, "a scrape target without a service, or a service Prometheus does not scrape"
     assert targets["ingest"].endswith(f":{DEFAULT_METRICS_PORT}")
