@@ -81,6 +81,11 @@ class KafkaSettings(_Base):
     heap: str = "512m"
     nodes: int = Field(default=1, ge=1, description="KRaft nodes devstack runs: 1 (the demo) or 3.")
     node_port_step: int = Field(default=100, ge=1, description="Port distance between two nodes' ports.")
+    broker_session_timeout_ms: int = Field(
+        default=3_000,
+        ge=1_000,
+        description="Cluster only: a broker silent this long is fenced and its partitions fail over.",
+    )
 
     @model_validator(mode="after")
     def _every_node_in_bootstrap(self) -> KafkaSettings:

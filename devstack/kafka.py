@@ -74,6 +74,10 @@ def server_properties(settings: KafkaSettings, log_dir: Path, node_id: int = NOD
     if settings.nodes > 1:
         props["default.replication.factor"] = str(rep.factor)
         props["min.insync.replicas"] = str(rep.min_insync_replicas)
+        # a dead broker is fenced (dropped from every ISR, its partitions get new leaders) once it
+        # missed heartbeats for this long; Kafka's 9 s default alone would exceed the 10 s failover goal
+        props["broker.heartbeat.interval.ms"] = "500"
+        props["broker.session.timeout.ms"] = str(settings.broker_session_timeout_ms)
     return props
 
 

@@ -1,0 +1,306 @@
+"""A private 3-node Kafka cluster loses the broker that leads the most partitions of the ticks topic
+(kill -9) while the real ingest CLI (synthetic source) and the streaming job run against it; the broker
+comes back later. Nobody restarts anything: every record ingest accepted is in Kafka once, every Kafka
+offset is in raw.ticks or raw.dead_letters exactly once, and writes resumed while the broker was still
+dead. Prints the time from the broker's death to the first record accepted again (goal: under 10 s).
+
+The cluster is devstack's own (KAFKA_NODES=3 layout: replication factor 3, min.insync.replicas 2 from
+the contract); its brokers run with the C1 compiler only and 256 MB heaps, on ports outside the
+kernel's ephemeral range, with state under the test's folder, all killed and removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from common.contract import TOPICS, Topic, replication
+from common.migrate import drop_database
+from common.settings import PROJECT_ROOT, KafkaSettings
+from devstack.kafka import Kafka, cluster_health, cluster_nodes, start_nodes
+from devstack.process import port_open, wait_until
+from ingest.sources.synthetic import SyntheticSource
+from tests.conftest import free_ports
+from tests.spark_streaming.helpers import JobProcess, private_database, query, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
+RATE, SYMBOLS, SEED, DURATION_S = 400, 20, 13, 80.0
+HOLD_DOWN_S = 25.0  # how long the killed broker stays dead
+FAILOVER_GOAL_S = 10.0
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"  # about half a broker's start time on 2 cores
+TICKS = Topic.TICKS.value
+
+
+def _free_runs(runs: int, length: int) -> list[int]:
+    """`runs` first ports of `length` consecutive free loopback ports each (controller, JMX exporter)."""
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    found: list[int] = []
+    for base in free_ports(50):
+        taken = {p for b in found for p in range(b, b + length)}
+        if all(free(p) and p not in taken for p in range(base, base + length)):
+            found.append(base)
+            if len(found) == runs:
+                return found
+    raise RuntimeError("no free runs of loopback ports")
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", JVM_OPTIONS)  # read by the broker JVMs started here
+    controller, jmx = _free_runs(2, 3)
+    settings = KafkaSettings(
+        bootstrap_servers=",".join(f"127.0.0.1:{p}" for p in free_ports(3)),
+        controller_port=controller,
+        jmx_exporter_port=jmx,
+        node_port_step=1,
+        nodes=3,
+        heap="256m",
+    )
+    state = tmp_path / "kafka-state"
+    nodes = cluster_nodes(settings, state)
+    try:
+        start_nodes(nodes)
+        for node in nodes:
+            assert wait_until(node.healthy, 180), node.failure_hint()
+        nodes[0].ensure_topics()
+        yield settings, nodes
+    finally:
+        for node in nodes:  # the state is thrown away: no need for a controlled shutdown
+            pid = node.pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+        for node in nodes:
+            wait_until(lambda n=node: not n.running(), 30)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@dataclass
+class HighWatermarks:
+    """Samples the ticks topic's high watermarks (what acks=all acknowledged) every 100 ms in a thread."""
+
+    bootstrap: str
+    partitions: int
+    samples: list[tuple[float, dict[int, int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        self._thread = threading.Thread(target=self._run, name="watermarks", daemon=True)
+        self._thread.start()
+
+    def read(self) -> dict[int, int]:
+        """The partitions whose leader answered within a second. An admin client that kept a dead
+        leader in its metadata answers -1001 for that partition for good: a new one is made then."""
+        wanted = {TopicPartition(TICKS, p): OffsetSpec.latest() for p in range(self.partitions)}
+        out = {}
+        for tp, fut in self._admin.list_offsets(wanted, request_timeout=1).items():
+            with contextlib.suppress(KafkaException):
+                out[tp.partition] = fut.result().offset
+        out = {p: offset for p, offset in out.items() if offset >= 0}
+        if len(out) < self.partitions:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # a request refused as a whole while leaders move: sample again
+            with contextlib.suppress(Exception):
+                self.samples.append((time.monotonic(), self.read()))
+            self._stop.wait(0.1)
+
+    def latest(self) -> dict[int, int]:
+        return self.samples[-1][1] if self.samples else {}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def first_advance(self, since: float, baseline: dict[int, int], partitions: set[int]) -> float | None:
+        """When every partition of `partitions` was first seen above `baseline` after `since`."""
+        pending = set(partitions)
+        for at, marks in self.samples:
+            if at < since:
+                continue
+            pending -= {p for p in pending if marks.get(p, -1) > baseline[p]}
+            if not pending:
+                return at
+        return None
+
+
+def _ticks_leaders(bootstrap: str) -> dict[int, int]:
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(TICKS, timeout=10)
+    return {p: part.leader for p, part in meta.topics[TICKS].partitions.items()}
+
+
+def _read_topic(bootstrap: str, ends: dict[int, int]) -> list:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"failover-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(TICKS, p, 0) for p in ends])
+    out, deadline = [], time.monotonic() + 120
+    try:
+        while len(out) < sum(ends.values()) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert not msg.error(), msg.error()
+            out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+def test_killing_the_busiest_broker_loses_and_duplicates_nothing_and_writes_resume(cluster, tmp_path):
+    settings, nodes = cluster
+    bootstrap = settings.bootstrap_servers
+    partitions = TOPICS[Topic.TICKS].partitions
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(TICKS, timeout=10).topics[TICKS]
+    assert {len(p.replicas) for p in meta.partitions.values()} == {replication(3).factor}
+
+    tag = uuid.uuid4().hex[:6]
+    pg = private_database(f"test_failover_{tag}")
+    job = JobProcess(tmp_path, {t: t.value for t in Topic}, pg)
+    job.env.pop("JAVA_TOOL_OPTIONS", None)  # the job's JVM keeps its full compiler
+    job.env.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_NODES": "3"})
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
+    env.update({"PYTHONPATH": str(PROJECT_ROOT), "INGEST_SPILL_DIR": str(tmp_path / "spill")})
+    ingest_log = tmp_path / "ingest.log"
+    marks = HighWatermarks(bootstrap, partitions)
+    ingest = None
+    try:
+        job.start()
+        wait_for(lambda: (tmp_path / "checkpoint" / "metadata").exists(), 180, "the query to start")
+        with open(ingest_log, "wb") as log:
+            ingest = subprocess.Popen(
+                [
+                    sys.executable, "-m", "ingest", "synthetic",
+                    "--rate", str(RATE), "--duration", str(DURATION_S), "--symbols", str(SYMBOLS),
+                    "--seed", str(SEED), "--bootstrap", bootstrap, "--metrics-port", "0",
+                ],
+                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        # records flow into every partition and the job lands them before the fault
+        wait_for(lambda: sum(marks.latest().values()) >= RATE * 8, 60, "ingest to write 8 s of ticks")
+        wait_for(lambda: query(pg, "select count(*) from raw.ticks")[0][0] > 0, 120, "the job to land ticks")
+
+        leaders = _ticks_leaders(bootstrap)
+        busiest = Counter(leaders.values()).most_common(1)[0][0]
+        victim: Kafka = next(n for n in nodes if n.node_id == busiest)
+        led = {p for p, leader in leaders.items() if leader == busiest}
+        at_death = marks.read()
+        assert len(at_death) == partitions, at_death
+        os.kill(victim.pid(), signal.SIGKILL)
+        died = time.monotonic()
+        # the fault hit: the broker is gone, and the cluster sees it fenced with partitions under-replicated
+        assert wait_until(lambda: not port_open(*victim.host_port), 10)
+        fenced = []
+        assert wait_until(
+            lambda: (
+                (h := cluster_health(settings)) is not None
+                and busiest not in h.brokers
+                and h.under_replicated > 0
+                and not fenced.append(h)
+            ),
+            60,
+        ), "the cluster never saw the broker go"
+        # every partition, those the dead broker led included, takes records again while it is dead
+        assert wait_until(
+            lambda: marks.first_advance(died, at_death, set(range(partitions))) is not None,
+            HOLD_DOWN_S,
+        ), f"partitions did not take records again within {HOLD_DOWN_S} s of the death of broker {busiest}"
+        # records the dead broker had already replicated may still be acknowledged just after its death:
+        # the failover time is when every partition, those it led included, has taken new records
+        resumed = marks.first_advance(died, at_death, set(range(partitions))) - died
+        resumed_led = marks.first_advance(died, at_death, led) - died
+        new_leaders = _ticks_leaders(bootstrap)
+        assert all(new_leaders[p] not in (busiest, -1) for p in led), new_leaders
+        assert not victim.running()
+        time.sleep(max(0.0, died + HOLD_DOWN_S - time.monotonic()))
+
+        restarted = time.monotonic()
+        victim.start()  # the same storage: it catches up from the others and rejoins every ISR
+        assert wait_until(victim.healthy, 180), victim.failure_hint()
+        back = time.monotonic() - restarted
+        assert wait_until(lambda: (h := cluster_health(settings)) and h.under_replicated == 0, 180)
+        rejoined = time.monotonic() - restarted
+
+        assert ingest.wait(DURATION_S + 180) == 0, ingest_log.read_text()[-3000:]
+        ingest_out = ingest_log.read_text()
+        accepted = int(re.search(r"accepted\s+(\d+)", ingest_out).group(1))
+        dead_lettered = int(re.search(r"dead-lettered\s+(\d+)", ingest_out).group(1))
+        assert "unacknowledged" not in ingest_out, ingest_out[-3000:]
+        assert dead_lettered == 0 and accepted > RATE * DURATION_S * 0.5, ingest_out[-3000:]
+
+        # every record ingest accepted is in Kafka once, in its order: prices depend only on the seed
+        ends = marks.read()
+        assert wait_until(lambda: len(ends) == partitions or bool(ends.update(marks.read())), 30), ends
+        assert sum(ends.values()) == accepted, (ends, accepted)
+        got = _read_topic(bootstrap, ends)
+        assert len(got) == accepted
+        by_symbol: dict[str, list[float]] = defaultdict(list)
+        for msg in sorted(got, key=lambda m: (m.partition(), m.offset())):
+            by_symbol[msg.key().decode()].append(float(msg.value().split(b'"price":')[1].split(b",")[0]))
+        expected: dict[str, list[float]] = defaultdict(list)
+        for raw in SyntheticSource(
+            SYMBOLS, rate=RATE, seed=SEED, count=accepted, paced=False, start_ms=0
+        ).records():
+            expected[raw.value["symbol"]].append(round(raw.value["price"], 2))
+        assert by_symbol == expected
+
+        # every Kafka offset is in raw.ticks or raw.dead_letters exactly once; the job ran throughout
+        def landed() -> Counter:
+            rows = query(
+                pg,
+                "select kafka_partition, kafka_offset from raw.ticks union all "
+                "select kafka_partition, kafka_offset from raw.dead_letters where kafka_topic = %s",
+                (TICKS,),
+            )
+            return Counter(map(tuple, rows))
+
+        wait_for(lambda: sum(landed().values()) >= accepted, 300, "the job to land every offset")
+        counts = landed()
+        wanted = {(p, o) for p, end in ends.items() for o in range(end)}
+        assert set(counts) == wanted and set(counts.values()) == {1}
+        assert job.alive()
+        restarts = job.log_path.read_text(errors="replace").count("event=query_restarting")
+        print(
+            f"\nbroker {busiest} (leader of ticks partitions {sorted(led)} of {partitions}) killed -9, "
+            f"held down {HOLD_DOWN_S:.0f} s: every partition accepted records again {resumed:.2f} s "
+            f"after its death ({resumed_led:.2f} s for those it led); "
+            f"{fenced[0].under_replicated} partitions under-replicated while it was down; restarted, "
+            f"healthy after {back:.1f} s, every ISR full after {rejoined:.1f} s; ingest accepted "
+            f"{accepted} records, each in Kafka once and landed once; the streaming query restarted "
+            f"itself {restarts} time(s)"
+        )
+        assert resumed < FAILOVER_GOAL_S
+    finally:
+        marks.close()
+        if ingest is not None and ingest.poll() is None:
+            os.killpg(ingest.pid, signal.SIGKILL)
+            ingest.wait(30)
+        job.stop()
+        drop_database(pg)
