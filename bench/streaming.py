@@ -15,6 +15,7 @@ topics, with the job in this process (local[2]) and the load generator in a chil
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -33,7 +34,7 @@ from confluent_kafka import Producer
 from common.contract import Topic
 from common.db import connect
 from common.migrate import migrate
-from common.settings import kafka_settings, postgres_settings
+from common.settings import kafka_settings, postgres_settings, stack_settings
 from ingest.producer import producer_config
 from ingest.settings import IngestSettings
 from spark_streaming import compute, landing
@@ -50,27 +51,28 @@ from spark_streaming.sink import BatchFrames, PostgresSink
 DATABASE = "bench_streaming"
 
 
-def _paced_producer(
-    bootstrap: str, topic: str, rate: float, duration_s: float, symbols: int, seed: int
-) -> None:
+def _paced_producer(bootstrap: str, topic: str, rate, stop, symbols: int, seed: int) -> None:
+    """Ticks at `rate.value` per second (changed by the parent between segments) until `stop` is set,
+    each with ingest_time = now."""
     rng = np.random.default_rng(seed)
     names = [f"B{i:05d}" for i in range(symbols)]
     prices = 100.0 * np.exp(rng.normal(0, 0.3, symbols))
     # the ingest service's own producer settings (linger 20 ms, lz4, idempotent): the latency measured
     # is the product's, from the tick's ingest_time through ingest's batching to the committed row
     p = Producer(producer_config(bootstrap, IngestSettings()))
-    start = time.monotonic()
-    sent = 0
+    last = time.monotonic()
+    credit = 0.0
     last_ms = np.zeros(symbols, dtype=np.int64)
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= duration_s:
-            break
-        due = int(rate * elapsed) - sent
+    while not stop.is_set():
+        now_s = time.monotonic()
+        credit += rate.value * (now_s - last)
+        last = now_s
+        due = int(credit)
         if due <= 0:
             time.sleep(0.002)
             p.poll(0)
             continue
+        credit -= due
         now = int(time.time() * 1000)
         picks = rng.integers(0, symbols, due)
         prices[picks] *= np.exp(rng.normal(0, 0.0005, due))
@@ -87,7 +89,6 @@ def _paced_producer(
                     break
                 except BufferError:
                     p.poll(0.01)
-        sent += due
         p.poll(0)
     p.flush(30)
 
@@ -117,8 +118,11 @@ def _backlog_producer(bootstrap: str, topic: str, count: int, symbols: int) -> N
 class _Run:
     """A private job on private topics and the bench database, in this process."""
 
-    def __init__(self, spark, tag: str, topics: dict[Topic, str], **overrides) -> None:
-        self.ckpt = Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{tag}-"))
+    def __init__(
+        self, spark, tag: str, topics: dict[Topic, str], ckpt: Path | None = None, **overrides
+    ) -> None:
+        self.keep_ckpt = ckpt is not None  # a checkpoint given is the caller's (a query run in turns)
+        self.ckpt = ckpt or Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{tag}-"))
         self.settings = StreamingSettings(
             database=DATABASE,
             ticks_topic=topics[Topic.TICKS],
@@ -143,7 +147,8 @@ class _Run:
         self.job.stop()
         self.thread.join(60)
         self.job.sink.close()
-        shutil.rmtree(self.ckpt, ignore_errors=True)
+        if not self.keep_ckpt:
+            shutil.rmtree(self.ckpt, ignore_errors=True)
 
 
 def _topics(tag: str) -> dict[Topic, str]:
@@ -154,22 +159,36 @@ def _topics(tag: str) -> dict[Topic, str]:
     }
 
 
-def _cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by the job's Python process, its Spark JVM, PostgreSQL and the broker."""
+def _processes() -> dict[str, list[psutil.Process]]:
+    """The job's Python process, its Spark JVM, and the stack's own PostgreSQL (postmaster on the stack's
+    port and its backends) and Kafka broker (its server.properties under the stack's state folder);
+    other suites' private servers on the same machine are not counted."""
     me = psutil.Process()
+    pg_port = f"port={postgres_settings().port}"
+    kafka_conf = str(stack_settings().state_dir / "kafka")
     groups: dict[str, list[psutil.Process]] = {
         "python": [me],
         "spark_jvm": [c for c in me.children(recursive=True) if c.name() == "java"],
         "postgres": [],
         "kafka": [],
     }
-    for p in psutil.process_iter(["name", "username", "cmdline"]):
-        if p.info["username"] == "postgres":
-            groups["postgres"].append(p)
-        elif p.info["name"] == "java" and "kafka.Kafka" in " ".join(p.info["cmdline"] or []):
-            groups["kafka"].append(p)
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        try:
+            if p.info["name"] == "postgres" and pg_port in cmd and " -D " in cmd:
+                groups["postgres"] += [p, *p.children()]
+            elif p.info["name"] == "java" and "kafka.Kafka" in cmd and kafka_conf in cmd:
+                groups["kafka"].append(p)
+        except psutil.Error:
+            pass
+    return groups
+
+
+def _cpu_seconds(groups: dict[str, list[psutil.Process]] | None = None) -> dict[str, float]:
+    """CPU seconds (user + system, from /proc/<pid>/stat) used so far by each group of processes.
+    Backends that started after `groups` was listed are not in it: list again per window."""
     out = {}
-    for name, procs in groups.items():
+    for name, procs in (groups or _processes()).items():
         total = 0.0
         for p in procs:
             try:
@@ -181,63 +200,191 @@ def _cpu_seconds() -> dict[str, float]:
     return out
 
 
-def _latency(spark, rate: float, duration_s: float, symbols: int, warmup_s: float) -> dict:
-    tag = uuid.uuid4().hex[:8]
-    topics = _topics(tag)
-    bootstrap = kafka_settings().bootstrap_servers
-    create_topics(bootstrap, topics)
-    try:
-        with _Run(spark, tag, topics) as run:
-            # let the query start and compile before the load begins
-            _wait(lambda: (run.settings.checkpoint_dir / "metadata").exists(), 120)
-            time.sleep(5)
-            proc = mp.get_context("spawn").Process(
-                target=_paced_producer,
-                args=(bootstrap, topics[Topic.TICKS], rate, duration_s + warmup_s, symbols, 7),
-            )
-            started = time.monotonic()
-            proc.start()
-            # CPU per batch over the steady part (after the warm-up): a figure the machine's load
-            # moves far less than wall-clock latency (postgres counts every backend, other suites too)
-            time.sleep(warmup_s)
-            cpu0, batches0 = _cpu_seconds(), len(run.job.outcomes)
-            time.sleep(max(0.0, duration_s - 5))
-            cpu1, batches1 = _cpu_seconds(), len(run.job.outcomes)
-            proc.join(duration_s + warmup_s + 120)
-            produced_s = time.monotonic() - started
-            expected = int(rate * (duration_s + warmup_s))
-            _wait(lambda: sum(o.fresh_ticks for o in run.job.outcomes) >= expected * 0.999, 120)
-            outcomes = list(run.job.outcomes)
-        lat, seconds, rows = [], [], []
-        for o in outcomes:
-            if o.skipped or not o.fresh_ticks:
-                continue
-            rows.append(o.fresh_ticks)
-            seconds.append(o.seconds)
-            lat.append(o.latencies_ms)
-        all_lat = np.concatenate(lat) if lat else np.empty(0)
-        cut = int(len(all_lat) * warmup_s / (duration_s + warmup_s))
-        steady = all_lat[cut:] / 1000.0
+def _pct(values, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 4) if len(values) else None
+
+
+def _latencies_s(outcomes) -> np.ndarray:
+    parts = [o.latencies_ms for o in outcomes if len(o.latencies_ms)]
+    return np.concatenate(parts) / 1e3 if parts else np.empty(0)
+
+
+VARIANTS: dict[str, dict] = {
+    "fetch_wait_10ms": {"kafka_fetch_max_wait_ms": 10},  # the job's setting before issue 14
+    "fetch_wait_0ms": {"kafka_fetch_max_wait_ms": 0},  # its default since
+}
+"""The A/B of the latency benchmark: settings of the same query (one checkpoint, one JVM), in turns."""
+
+_SPARK_STEPS = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
+
+
+class _Series:
+    """One query on private topics, run in segments of alternating settings in this process's JVM
+    (same checkpoint: the query, its state and the warmed code carry over from segment to segment),
+    fed by a paced producer whose rate the segments set."""
+
+    def __init__(self, spark, symbols: int) -> None:
+        self.spark = spark
+        self.tag = uuid.uuid4().hex[:8]
+        self.topics = _topics(self.tag)
+        self.bootstrap = kafka_settings().bootstrap_servers
+        self.ckpt = Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{self.tag}-"))
+        ctx = mp.get_context("spawn")
+        self.rate = ctx.Value("d", 0.0)
+        self.stop = ctx.Event()
+        self.producer = ctx.Process(
+            target=_paced_producer,
+            args=(self.bootstrap, self.topics[Topic.TICKS], self.rate, self.stop, symbols, 7),
+        )
+        # Spark keeps the last 100 progress reports per query: fewer than a segment's batches
+        spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "5000")
+
+    def __enter__(self) -> _Series:
+        create_topics(self.bootstrap, self.topics)
+        self.producer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.producer.join(60)
+        delete_topics(self.bootstrap, self.topics.values())
+        shutil.rmtree(self.ckpt, ignore_errors=True)
+
+    def run(self, variant: str) -> _Run:
+        return _Run(self.spark, self.tag, self.topics, ckpt=self.ckpt, **VARIANTS[variant])
+
+    def segment(self, rate: float, variant: str, settle_s: float, measure_s: float) -> dict:
+        """Run the query with `variant`'s settings at `rate` ticks/s; measure `measure_s` seconds once it
+        has committed a batch and `settle_s` more (the restart's backlog) have passed."""
+        self.rate.value = rate
+        with self.run(variant) as run:
+            _wait(lambda: any(o.fresh_ticks for o in run.job.outcomes), 180)
+            time.sleep(settle_s)
+            groups = _processes()
+            cpu0, n0, t0 = _cpu_seconds(groups), len(run.job.outcomes), time.time()
+            time.sleep(measure_s)
+            cpu1, n1, t1 = _cpu_seconds(groups), len(run.job.outcomes), time.time()
+            outcomes = [o for o in run.job.outcomes[n0:n1] if not o.skipped]
+            progress = [json.loads(p.json()) for p in run.job._query._jsq.recentProgress()]
+        batches = max(1, n1 - n0)
+        ends = [_epoch(p["timestamp"]) + p["durationMs"].get("triggerExecution", 0) / 1e3 for p in progress]
         return {
-            "rate_ticks_per_s": rate,
-            "symbols": symbols,
-            "seconds": duration_s,
-            "ticks_committed": int(sum(rows)),
-            "ticks_expected": expected,
-            "produce_seconds": round(produced_s, 1),
-            "latency_p50_s": round(float(np.percentile(steady, 50)), 3),
-            "latency_p95_s": round(float(np.percentile(steady, 95)), 3),
-            "latency_p99_s": round(float(np.percentile(steady, 99)), 3),
-            "latency_max_s": round(float(steady.max()), 3),
-            "batches": len(rows),
-            "rows_per_batch_mean": round(float(np.mean(rows)), 1),
-            "sink_seconds_p50": round(float(np.percentile(seconds, 50)), 3),
-            "cpu_ms_per_batch": {
-                k: round((cpu1[k] - cpu0[k]) * 1000 / max(1, batches1 - batches0)) for k in cpu0
-            },
+            "outcomes": outcomes,
+            "progress": [p for p, end in zip(progress, ends, strict=True) if t0 <= end <= t1],
+            "seconds": t1 - t0,
+            "cpu_ms_per_batch": {k: (cpu1[k] - cpu0[k]) * 1000 / batches for k in cpu0},
+            "cpu_ms_per_s": {k: (cpu1[k] - cpu0[k]) * 1000 / (t1 - t0) for k in cpu0},
         }
-    finally:
-        delete_topics(bootstrap, topics.values())
+
+
+def _epoch(timestamp: str) -> float:
+    return pd.Timestamp(timestamp).timestamp()
+
+
+def _summary(segments: list[dict]) -> dict:
+    """Latency percentiles, the cycle and its parts, CPU per batch: over the segments of one rate and
+    variant (pooled), with each segment's p95 to show the spread."""
+    outcomes = [o for seg in segments for o in seg["outcomes"]]
+    progress = [p for seg in segments for p in seg["progress"]]
+    lat = _latencies_s(outcomes)
+    steps = sorted({k for o in outcomes for k in o.steps})
+    cycle = [p["durationMs"].get("triggerExecution", 0) for p in progress]
+    seconds = sum(seg["seconds"] for seg in segments)
+
+    def mean_of(key: str) -> dict:
+        return {k: round(float(np.mean([seg[key][k] for seg in segments])), 1) for k in segments[0][key]}
+
+    return {
+        "latency_p50_s": _pct(lat, 50),
+        "latency_p95_s": _pct(lat, 95),
+        "latency_p99_s": _pct(lat, 99),
+        "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
+        "latency_p95_s_per_segment": [_pct(_latencies_s(seg["outcomes"]), 95) for seg in segments],
+        "ticks": len(lat),
+        "batches": len(outcomes),
+        "rows_per_batch_mean": round(float(np.mean([o.input_rows for o in outcomes])), 1)
+        if outcomes
+        else None,
+        "batches_per_s": round(len(outcomes) / seconds, 2) if seconds else None,
+        "cycle_ms_p50": _pct(cycle, 50),
+        "cycle_ms_p95": _pct(cycle, 95),
+        # the cycle's parts, ms per batch: Spark's own steps from the query's progress reports (addBatch
+        # is the foreachBatch handler) and the handler's (collect, parse, the sink by step)
+        "spark_ms_p50": {k: _pct([p["durationMs"].get(k, 0) for p in progress], 50) for k in _SPARK_STEPS},
+        "handler_ms_p50": {k: _pct([o.steps.get(k, 0.0) * 1e3 for o in outcomes], 50) for k in steps},
+        "handler_ms_mean": {
+            k: round(float(np.mean([o.steps.get(k, 0.0) * 1e3 for o in outcomes])), 2) for k in steps
+        },
+        "cpu_ms_per_batch": mean_of("cpu_ms_per_batch"),
+        "cpu_ms_per_s": mean_of("cpu_ms_per_s"),
+    }
+
+
+def _warm_up(series: _Series, rate: float, window_s: float, max_s: float, variant: str) -> dict:
+    """Run the query at `rate` until the Spark JVM's CPU per batch is steady: the last three windows
+    within 15 % of their mean (the JVM keeps compiling for 10+ minutes). Returns the windows and how
+    long it took, or that `max_s` ran out first."""
+    started = time.monotonic()
+    windows: list[dict] = []
+    steady = False
+    series.rate.value = rate
+    with series.run(variant) as run:
+        _wait(lambda: any(o.fresh_ticks for o in run.job.outcomes), 180)
+        while time.monotonic() - started < max_s:
+            groups = _processes()
+            cpu0, n0 = _cpu_seconds(groups), len(run.job.outcomes)
+            time.sleep(window_s)
+            cpu1, n1 = _cpu_seconds(groups), len(run.job.outcomes)
+            b = max(1, n1 - n0)
+            windows.append(
+                {
+                    "at_s": round(time.monotonic() - started),
+                    "batches": n1 - n0,
+                    "spark_jvm_cpu_ms_per_batch": round(
+                        (cpu1["spark_jvm"] - cpu0["spark_jvm"]) * 1000 / b, 1
+                    ),
+                    "python_cpu_ms_per_batch": round((cpu1["python"] - cpu0["python"]) * 1000 / b, 1),
+                    "latency_p95_s": _pct(_latencies_s(run.job.outcomes[n0:n1]), 95),
+                }
+            )
+            last = [w["spark_jvm_cpu_ms_per_batch"] for w in windows[-3:]]
+            if len(last) == 3 and (max(last) - min(last)) <= 0.15 * float(np.mean(last)):
+                steady = True
+                break
+    return {
+        "rate_ticks_per_s": rate,
+        "window_s": window_s,
+        "steady": steady,
+        "seconds": round(time.monotonic() - started),
+        "windows": windows,
+    }
+
+
+def _latency(spark, quick: bool) -> dict:
+    """Tick -> PostgreSQL latency per rate, the A/B of VARIANTS alternated inside one JVM on one query,
+    after a warm-up until the JVM's CPU per batch is steady."""
+    symbols = 1_000
+    rates = (200, 1_000, 5_000)
+    window_s, max_warm_s = (15, 90) if quick else (30, 900)
+    settle_s, measure_s, rounds = (6, 15, 1) if quick else (8, 30, 2)
+    names = list(VARIANTS)
+    with _Series(spark, symbols) as series:
+        warm = _warm_up(series, 5_000, window_s, max_warm_s, names[-1])
+        segments: dict[tuple[float, str], list[dict]] = {}
+        for rate in rates:
+            for r in range(rounds):
+                for variant in names if r % 2 == 0 else names[::-1]:
+                    segments.setdefault((rate, variant), []).append(
+                        series.segment(rate, variant, settle_s, measure_s)
+                    )
+    out: dict = {"warm_up": warm, "symbols": symbols, "segment_s": measure_s, "rounds": rounds}
+    for rate in rates:
+        by_variant = {v: _summary(segments[(rate, v)]) for v in names}
+        a, b = (by_variant[v] for v in names)
+        keys = ("latency_p50_s", "latency_p95_s", "latency_p99_s", "cycle_ms_p50")
+        ratio = {k: round(b[k] / a[k], 3) for k in keys if a[k] and b[k]}
+        out[f"rate_{rate}"] = {**by_variant, f"ratio_{names[1]}_to_{names[0]}": ratio}
+    return out
 
 
 def _capacity(spark, count: int, symbols: int) -> dict:
@@ -522,11 +669,7 @@ def run(quick: bool = False) -> dict:
     results["poison_row_in_batch"] = _poison_cost(100_000, 1 if quick else 3)
     spark = build_session(StreamingSettings())
     try:
-        # the warm-up covers the JVM's JIT compilation of the per-batch code paths (about a minute
-        # of C1/C2 compiler threads at 1,000 ticks/s, seen with top -H), as a long-running job is warm
-        seconds, warmup = (30, 10) if quick else (180, 60)
-        results["latency_1000"] = _latency(spark, 1_000, seconds, 500, warmup)
-        results["latency_5000"] = _latency(spark, 5_000, seconds, 1_000, warmup)
+        results["latency"] = _latency(spark, quick)
         results["capacity"] = _capacity(spark, 300_000 if quick else 1_500_000, 1_000)
     finally:
         spark.stop()

@@ -8,6 +8,7 @@ restarted from its checkpoint with backoff; database outages are retried inside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from common.db import DatabaseUnavailable
 from common.settings import PostgresSettings, contract_settings, kafka_settings, postgres_settings
 from spark_streaming import indicators as ind
+from spark_streaming.jvm import HADOOP_LOCAL_FS, NIO_LOCAL_FS, nio_local_fs_jar
 from spark_streaming.letters import rejected_letters
 from spark_streaming.metrics import ProgressListener, StreamingMetrics
 from spark_streaming.parse import parse_bars, parse_deadletters, parse_ticks
@@ -57,9 +59,12 @@ def build_session(s: StreamingSettings) -> SparkSession:
             "spark.sql.streaming.checkpointFileManagerClass",
             "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
         )
-        .config("spark.hadoop.fs.file.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
         .config("spark.sql.session.timeZone", "UTC")
     )
+    fs_jar = nio_local_fs_jar(s.jars_dir.parent / "spark-local") if s.checkpoint_fs == "nio" else None
+    if fs_jar is not None:  # checkpoint files without a forked chmod each (spark_streaming/jvm.py)
+        builder = builder.config("spark.driver.extraClassPath", str(fs_jar))
+    builder = builder.config("spark.hadoop.fs.file.impl", NIO_LOCAL_FS if fs_jar else HADOOP_LOCAL_FS)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -179,6 +184,7 @@ class StreamingJob:
         frames = frames_from_records(records, s)
         t2 = time.perf_counter()
         outcome = self._write_with_retry(batch_id, frames)
+        outcome.steps = {"collect": t1 - t0, "parse": t2 - t1, **outcome.steps}
         log.info(
             "event=batch_timing batch_id=%d rows=%d collect_s=%.3f parse_s=%.3f sink_s=%.3f",
             batch_id,
@@ -230,9 +236,11 @@ class StreamingJob:
             .option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
             .option("failOnDataLoss", "false")
             .option("kafka.fetch.min.bytes", "1")
-            .option("kafka.fetch.max.wait.ms", "10")
-            .load()
+            .option("kafka.fetch.max.wait.ms", str(s.kafka_fetch_max_wait_ms))
         )
+        if s.kafka_min_partitions:
+            reader = reader.option("minPartitions", str(s.kafka_min_partitions))
+        reader = reader.load()
         writer = (
             reader.writeStream.queryName(s.query_name)
             .foreachBatch(self.handle_batch)
@@ -252,8 +260,18 @@ class StreamingJob:
 
     def run_forever(self, spark: SparkSession) -> int:
         """Run the query, restarting it from its checkpoint after failures, until stop() or a signal."""
+        # one listener per run, removed when it ends: a session that runs several jobs in turn (the
+        # benchmark) would otherwise call every earlier job's listener for each later batch
+        listener = ProgressListener(self.metrics, self._state, self._idle)
+        spark.streams.addListener(listener)
+        try:
+            return self._run_queries(spark)
+        finally:
+            with contextlib.suppress(Exception):
+                spark.streams.removeListener(listener)
+
+    def _run_queries(self, spark: SparkSession) -> int:
         s = self.settings
-        spark.streams.addListener(ProgressListener(self.metrics, self._state, self._idle))
         restarts, backoff = 0, s.restart_backoff_s
         while not self._stop.is_set():
             query = self.start(spark)

@@ -87,9 +87,56 @@ def copy_frame(cur, table: str, frame: pd.DataFrame, columns: list[str] | tuple[
         copy_arrow(cur, table, to_arrow(frame, columns))
 
 
-def ensure_partitions(cur, parent: str, ms: pd.Series) -> None:
-    """Make the partitions of `parent` covering the epoch-ms values `ms` (the writer's function)."""
+_DAY_MS = 86_400_000
+_UTC_NAMES = ("UTC", "Etc/UTC")
+
+
+class Partitions:
+    """The days whose partitions a connection's committed transactions made sure of, by parent table,
+    so a batch calls ``raw.ensure_partitions`` only for a day not seen yet (a round trip and a
+    function call per table and batch otherwise). Days ensured in the open transaction count only once
+    it commits (:meth:`committed`); after a rollback they are forgotten (:meth:`rolled_back`). A partition
+    dropped meanwhile (retention) refuses its rows: the batch is then written again in careful mode,
+    which asks for every partition without this cache. Partitions are a day or a month long, so a day
+    made sure of stays covered."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, set[int]] = {}
+        self._pending: dict[str, set[int]] = {}
+
+    def ensure(self, cur, parent: str, ms: pd.Series) -> None:
+        """``ensure_partitions(cur, parent, ms)`` unless every day of `ms` is known already."""
+        if ms.empty:
+            return
+        lo, hi = int(ms.min()), int(ms.max())
+        days = range(lo // _DAY_MS, hi // _DAY_MS + 1)
+        known = self._known.get(parent, set())
+        if all(d in known for d in days):
+            return
+        ensure_partitions(cur, parent, ms)
+        if len(days) <= 366:  # a replay of years is not worth remembering
+            self._pending.setdefault(parent, set()).update(days)
+
+    def committed(self) -> None:
+        for parent, days in self._pending.items():
+            self._known.setdefault(parent, set()).update(days)
+        self._pending.clear()
+
+    def rolled_back(self) -> None:
+        self._pending.clear()
+
+    def clear(self) -> None:
+        self._known.clear()
+        self._pending.clear()
+
+
+def ensure_partitions(cur, parent: str, ms: pd.Series, partitions: Partitions | None = None) -> None:
+    """Make the partitions of `parent` covering the epoch-ms values `ms` (the writer's function);
+    with `partitions`, only when a day of `ms` is not known to be covered."""
     if ms.empty:
+        return
+    if partitions is not None:
+        partitions.ensure(cur, parent, ms)
         return
     cur.execute(
         f"select raw.ensure_partitions(%s, {TS.format('%s')}, {TS.format('%s')})",
@@ -139,7 +186,7 @@ def isolate(
     return landed, refused
 
 
-def land_ticks(cur, ticks: pd.DataFrame) -> pd.DataFrame:
+def land_ticks(cur, ticks: pd.DataFrame, partitions: Partitions | None = None) -> pd.DataFrame:
     """Land ticks (unique on (symbol, event_time_ms)) in raw.ticks; returns the ones really added.
 
     Optimistic: one COPY straight into raw.ticks inside a savepoint, as fast as `psql \\copy` (a batch
@@ -153,7 +200,7 @@ def land_ticks(cur, ticks: pd.DataFrame) -> pd.DataFrame:
     """
     if ticks.empty:
         return ticks
-    ensure_partitions(cur, "raw.ticks", ticks["event_time_ms"])
+    ensure_partitions(cur, "raw.ticks", ticks["event_time_ms"], partitions)
     ordered = ticks.sort_values(["symbol", "event_time_ms"])
     cur.execute("savepoint land_ticks")
     try:
@@ -173,13 +220,16 @@ def land_ticks(cur, ticks: pd.DataFrame) -> pd.DataFrame:
 def _copy_ticks_direct(cur, ticks: pd.DataFrame) -> None:
     """COPY ticks into raw.ticks itself (event and ingest times as UTC timestamps, exact to the ms).
 
-    The times are written without a zone and read as UTC (SET LOCAL, this transaction only): Arrow
-    formats zoned timestamps 20x slower (1.2 s per 500k values here)."""
+    The times are written without a zone and read as UTC: Arrow formats zoned timestamps 20x slower
+    (1.2 s per 500k values here). A session already in UTC (the sink sets it once per connection; libpq
+    reports the setting without a round trip) needs nothing; any other gets SET LOCAL, this transaction
+    only."""
     table = to_arrow(ticks, TICK_COPY)
     for ms, ts in (("event_time_ms", "event_time"), ("ingest_time_ms", "ingest_time")):
         i = table.column_names.index(ms)
         table = table.set_column(i, ts, table.column(i).cast(pa.timestamp("ms")))
-    cur.execute("set local time zone 'UTC'")
+    if cur.connection.info.parameter_status("TimeZone") not in _UTC_NAMES:
+        cur.execute("set local time zone 'UTC'")
     copy_arrow(cur, "raw.ticks", table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,27 @@ class StreamingSettings(BaseSettings):
     trigger_interval: str = Field(default="0 seconds", description="Micro-batch trigger (processingTime).")
     max_offsets_per_trigger: int = Field(default=50_000, description="Upper bound of records per batch.")
     shuffle_partitions: int = Field(default=2, description="Frozen into the checkpoint at the first run.")
+    kafka_fetch_max_wait_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Kafka source's kafka.fetch.max.wait.ms: how long the broker may hold a fetch for "
+        "fetch.min.bytes (1). Spark's consumer prefetches after each batch and its offset look-ups queue "
+        "behind that fetch, so every millisecond here is waited per partition per batch; 0 answers at once "
+        "(docs/STREAMING.md, 'Kafka wait', measured without extra broker CPU).",
+    )
+    kafka_min_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Kafka source's minPartitions (None: one Spark input partition per Kafka partition). "
+        "The batch is still collected by one task (coalesce(1)).",
+    )
     driver_memory: str = "1g"
+    checkpoint_fs: Literal["nio", "hadoop"] = Field(
+        default="nio",
+        description="Local file system of the checkpoint: 'nio' sets file permissions through java.nio "
+        "(spark_streaming/jvm.py, built with the JDK's javac), 'hadoop' is Hadoop's RawLocalFileSystem, "
+        "which forks chmod for every checkpoint file without Hadoop's native library.",
+    )
 
     allowed_lateness_ms: int = Field(
         default=5_000,

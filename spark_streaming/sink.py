@@ -18,6 +18,7 @@ the same transaction as everything else. The query never restarts for a data err
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +34,16 @@ from common.settings import PostgresSettings
 from spark_streaming import indicators as ind
 from spark_streaming import letters
 from spark_streaming.compute import NEVER_MS, OPEN_BAR_COLUMNS, SymbolStates, process_batch, split_late
-from spark_streaming.landing import TS, copy_frame, ensure_partitions, isolate, land_ticks
+from spark_streaming.landing import (
+    TS,
+    Partitions,
+    copy_arrow,
+    copy_frame,
+    ensure_partitions,
+    isolate,
+    land_ticks,
+    to_arrow,
+)
 
 _ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, pa.ArrowException)
 """A batch that fails with one of these is written again in careful mode (module docstring)."""
@@ -54,14 +64,11 @@ create temp table if not exists t_dead (
     failed_at_ms bigint, kafka_topic text, kafka_partition int, kafka_offset bigint, stage text, reason text,
     detail text, source text, intended_topic text, symbol text, payload text, payload_encoding text
 ) on commit delete rows;
-create temp table if not exists t_bars (
+create temp table if not exists t_out (
     symbol text, bar_start_ms bigint, open float8, high float8, low float8, close float8, volume float8,
-    vwap float8, trade_count int, is_final boolean
-) on commit delete rows;
-create temp table if not exists t_ind (
-    symbol text, bar_start_ms bigint, close float8, ema_12 float8, ema_26 float8, macd float8,
+    vwap float8, trade_count int, is_final boolean, ema_12 float8, ema_26 float8, macd float8,
     macd_signal float8, macd_hist float8, rsi_14 float8, sma_20 float8, sma_50 float8, sma_200 float8,
-    session_vwap float8, is_final boolean
+    session_vwap float8
 ) on commit delete rows;
 create temp table if not exists t_sig (
     symbol text, signal_time_ms bigint, signal_type text, value float8, threshold float8
@@ -102,7 +109,7 @@ on conflict do nothing
 _UPSERT_BARS = f"""
 insert into rt.bars_1m (symbol, bar_start, open, high, low, close, volume, vwap, trade_count, is_final)
 select symbol, {TS.format("bar_start_ms")}, open, high, low, close, volume, vwap, trade_count, is_final
-from t_bars
+from t_out
 on conflict (symbol, bar_start) do update set
     open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
     volume = excluded.volume, vwap = excluded.vwap, trade_count = excluded.trade_count,
@@ -114,7 +121,7 @@ insert into rt.indicators_1m (symbol, bar_start, close, ema_12, ema_26, macd, ma
                               sma_20, sma_50, sma_200, session_vwap, is_final)
 select symbol, {TS.format("bar_start_ms")}, close, ema_12, ema_26, macd, macd_signal, macd_hist, rsi_14,
        sma_20, sma_50, sma_200, session_vwap, is_final
-from t_ind
+from t_out
 on conflict (symbol, bar_start) do update set
     close = excluded.close, ema_12 = excluded.ema_12, ema_26 = excluded.ema_26, macd = excluded.macd,
     macd_signal = excluded.macd_signal, macd_hist = excluded.macd_hist, rsi_14 = excluded.rsi_14,
@@ -147,7 +154,7 @@ on conflict (query_id, symbol) do update set state = excluded.state,
 """
 
 _DELETE_CLOSED = """
-delete from rt.stream_open_bars o using t_bars b
+delete from rt.stream_open_bars o using t_out b
 where o.query_id = %(q)s and b.is_final and o.symbol = b.symbol and o.bar_start_ms = b.bar_start_ms
 """
 
@@ -156,6 +163,11 @@ insert into rt.stream_query_state (query_id, query_name, max_event_time_ms, last
 values (%(q)s, %(name)s, %(max)s, %(batch)s)
 on conflict (query_id) do update set max_event_time_ms = excluded.max_event_time_ms,
     last_batch_id = excluded.last_batch_id, query_name = excluded.query_name, updated_at = now()
+"""
+
+_LEDGER = """
+insert into rt.stream_ledger (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)
+values (%(q)s, %(batch)s, %(name)s, %(input)s, %(ticks)s, %(dead)s)
 """
 
 _HEARTBEAT = """
@@ -193,6 +205,78 @@ class BatchOutcome:
     watermark_ms: int = 0
     seconds: float = 0.0
     finished_at: float = field(default_factory=time.time)
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step of the write (see _Steps)
+
+
+class _Steps:
+    """Wall seconds of each step of one batch's write, by name (the benchmark's "sink by statement")."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        """The time since the previous mark goes to `name`."""
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+class _Transaction:
+    """One batch's transaction on an autocommit connection: BEGIN goes with the first statement and
+    COMMIT with the last (two round trips fewer than psycopg2's own BEGIN and commit()). Leaving it
+    without :meth:`commit_with` (an exception, a skipped batch) rolls back; the sink's partition cache
+    learns the partitions made only on commit."""
+
+    def __init__(self, conn, partitions: Partitions) -> None:
+        self.conn = conn
+        self.partitions = partitions
+        self.done = False
+
+    def __enter__(self) -> _Transaction:
+        self.cur = self.conn.cursor()
+        return self
+
+    def begin_with(self, statement: str, params) -> None:
+        self.cur.execute("begin; " + statement, params)
+
+    def commit_with(self, statements: list[str], params: dict) -> None:
+        self.cur.execute(";\n".join([*statements, "commit"]), params)
+        self.done = True
+        self.partitions.committed()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if not self.done:
+                self.partitions.rolled_back()
+                if not self.conn.closed:
+                    with contextlib.suppress(psycopg2.Error):
+                        self.cur.execute("rollback")
+        finally:
+            with contextlib.suppress(psycopg2.Error):
+                self.cur.close()
+
+
+_OUT_COLUMNS = (
+    "symbol",
+    "bar_start_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+    "is_final",
+)
+
+
+def _outputs_table(bars: pd.DataFrame, indicators: pd.DataFrame) -> pa.Table:
+    """rt.bars_1m and rt.indicators_1m rows (row-aligned: compute builds both from the same bars) as
+    one Arrow table for t_out."""
+    table = to_arrow(bars, _OUT_COLUMNS)
+    extra = to_arrow(indicators, ind.OUTPUTS)
+    return pa.Table.from_arrays([*table.columns, *extra.columns], names=[*_OUT_COLUMNS, *ind.OUTPUTS])
 
 
 @dataclass
@@ -225,6 +309,7 @@ class PostgresSink:
         self.thresholds = thresholds
         self._conn: psycopg2.extensions.connection | None = None
         self._cache: _Cache | None = None
+        self._partitions = Partitions()
 
     # --- connection and cache -------------------------------------------------------------------
     @property
@@ -234,11 +319,15 @@ class PostgresSink:
         return self._query_id
 
     def _connection(self) -> psycopg2.extensions.connection:
+        """The sink's connection, set up once: the session in UTC (the landing writes zoneless times),
+        the temporary tables, and autocommit, so a batch sends its own BEGIN and COMMIT inside its first
+        and last round trips (:class:`_Transaction`)."""
         if self._conn is None or self._conn.closed:
+            self._partitions.clear()
             self._conn = connect("writer", self.pg, database=self.database)
-            with self._conn, self._conn.cursor() as cur:
-                cur.execute("set synchronous_commit = on")
-                cur.execute(_TEMP_TABLES)
+            self._conn.autocommit = True
+            with self._conn.cursor() as cur:
+                cur.execute("set synchronous_commit = on; set time zone 'UTC';" + _TEMP_TABLES)
         return self._conn
 
     def reset(self) -> None:
@@ -248,6 +337,7 @@ class PostgresSink:
                 self._conn.close()
         self._conn = None
         self._cache = None
+        self._partitions.clear()
 
     def _load(self, cur) -> _Cache:
         q = self.query_id
@@ -322,22 +412,35 @@ class PostgresSink:
     def _write(self, batch_id: int, frames: BatchFrames, started: float, careful: bool) -> BatchOutcome:
         conn = self._connection()
         q = self.query_id
-        with conn, conn.cursor() as cur:
-            cur.execute("select 1 from rt.stream_ledger where query_id = %s and batch_id = %s", (q, batch_id))
+        steps = _Steps()
+        # careful mode asks for every partition (its savepoints may undo one it made, and a partition
+        # dropped since the cache learnt it, which refuses the rows, is made again there)
+        partitions = None if careful else self._partitions
+        with _Transaction(conn, self._partitions) as tx:
+            cur = tx.cur
+            tx.begin_with(
+                "select 1 from rt.stream_ledger where query_id = %s and batch_id = %s", (q, batch_id)
+            )
             if cur.fetchone() is not None:
                 log.info("event=batch_skipped query_id=%s batch_id=%d reason=already_committed", q, batch_id)
                 return BatchOutcome(batch_id, skipped=True, seconds=time.perf_counter() - started)
+            steps.mark("begin_ledger_check")
             if self._cache is None:
                 self._cache = self._load(cur)
+                steps.mark("load_state")
             cache = self._cache
 
             ticks = frames.ticks.sort_values(["kafka_partition", "kafka_offset"], kind="stable")
             ticks = ticks.drop_duplicates(["symbol", "event_time_ms"], keep="first")
             on_time, late = split_late(ticks, cache.open_bars, cache.states, self.lateness)
             dead_parts = [frames.dead, letters.late_letters(late, self.lateness)]
+            steps.mark("dedup_split_late")
 
-            fresh, refused_ticks = _land(cur, on_time, land_ticks, careful)
+            fresh, refused_ticks = _land(
+                cur, on_time, functools.partial(land_ticks, partitions=partitions), careful
+            )
             dead_parts.append(refused_ticks)
+            steps.mark("land_ticks")
             result = process_batch(
                 fresh[["symbol", "event_time_ms", "price", "size"]],
                 cache.open_bars,
@@ -347,16 +450,32 @@ class PostgresSink:
                 self.idle_close,
                 self.thresholds,
             )
+            steps.mark("compute")
             if not frames.bars.empty:
                 _, refused_bars = _land(cur, frames.bars, _land_raw_bars, careful)
                 dead_parts.append(refused_bars)
+                steps.mark("land_raw_bars")
             refused = sum(len(d) for d in dead_parts[2:])  # the database's refusals (ticks, bars)
             parts = [d for d in dead_parts if not d.empty]
             dead = pd.concat(parts, ignore_index=True) if parts else letters.empty()
             if not dead.empty:
                 _land_dead_letters(cur, dead, careful)
-            self._write_outputs(cur, result)
-            self._write_state(cur, batch_id, frames, result, len(fresh), len(dead))
+                steps.mark("land_dead_letters")
+            statements, params = self._copy_outputs(cur, result, partitions, steps)
+            statements += self._copy_state(cur, result, steps)
+            statements += [_UPSERT_QUERY, _LEDGER, _HEARTBEAT]
+            params.update(
+                q=q,
+                name=self.query_name,
+                max=result.max_event_time_ms,
+                batch=batch_id,
+                input=frames.input_rows,
+                ticks=len(fresh),
+                dead=len(dead),
+            )
+            # every upsert, the state, the ledger row, the heartbeat and COMMIT: one round trip
+            tx.commit_with(statements, params)
+            steps.mark("upserts_ledger_commit")
         committed_ms = time.time() * 1000.0
         self._cache = _Cache(result.states, result.open_bars, result.max_event_time_ms)
         latencies = committed_ms - fresh["ingest_time_ms"].to_numpy(np.float64) if len(fresh) else np.empty(0)
@@ -375,6 +494,7 @@ class PostgresSink:
             latencies_ms=latencies,
             watermark_ms=result.watermark_ms,
             seconds=time.perf_counter() - started,
+            steps=steps.seconds,
         )
         log.info(
             "event=batch_committed query_id=%s batch_id=%d input=%d ticks=%d dup=%d late=%d dead=%d bars=%d "
@@ -393,28 +513,33 @@ class PostgresSink:
         )
         return outcome
 
-    def _write_outputs(self, cur, result) -> None:
-        """rt.bars_1m, rt.indicators_1m and rt.signals from the batch's computation."""
+    def _copy_outputs(
+        self, cur, result, partitions: Partitions | None, steps: _Steps
+    ) -> tuple[list[str], dict]:
+        """COPY the batch's bars with their indicators (one temp table) and signals; returns the
+        statements that move them into rt.bars_1m, rt.indicators_1m and rt.signals."""
+        statements: list[str] = []
         if not result.bars.empty:
             for parent in ("rt.bars_1m", "rt.indicators_1m"):
-                ensure_partitions(cur, parent, result.bars["bar_start_ms"])
-            copy_frame(cur, "t_bars", result.bars, list(result.bars.columns))
-            cur.execute(_UPSERT_BARS)
-            copy_frame(cur, "t_ind", result.indicators, list(result.indicators.columns))
-            cur.execute(_UPSERT_IND)
+                ensure_partitions(cur, parent, result.bars["bar_start_ms"], partitions)
+            copy_arrow(cur, "t_out", _outputs_table(result.bars, result.indicators))
+            statements += [_UPSERT_BARS, _UPSERT_IND]
+            if result.bars["is_final"].any():  # t_out holds this batch's bars: drop the open ones now final
+                statements.append(_DELETE_CLOSED)
         if not result.signals.empty:
-            ensure_partitions(cur, "rt.signals", result.signals["signal_time_ms"])
+            ensure_partitions(cur, "rt.signals", result.signals["signal_time_ms"], partitions)
             copy_frame(cur, "t_sig", result.signals, list(result.signals.columns))
-            cur.execute(_INSERT_SIG)
+            statements.append(_INSERT_SIG)
+        steps.mark("copy_outputs")
+        return statements, {}
 
-    def _write_state(self, cur, batch_id: int, frames: BatchFrames, result, fresh: int, dead: int) -> None:
-        """Open bars, per-symbol indicator state, the query's newest event, ledger and heartbeat."""
-        q = self.query_id
-        if result.bars["is_final"].any():  # t_bars holds this batch's bars: drop the ones now final
-            cur.execute(_DELETE_CLOSED, {"q": q})
+    def _copy_state(self, cur, result, steps: _Steps) -> list[str]:
+        """COPY the open bars the batch changed and the indicator state of the symbols whose bars
+        closed; returns the statements that upsert them."""
+        statements: list[str] = []
         if not result.touched_open.empty:
             copy_frame(cur, "t_open", result.touched_open, OPEN_BAR_COLUMNS)
-            cur.execute(_UPSERT_OPEN, {"q": q})
+            statements.append(_UPSERT_OPEN)
         if result.changed_symbols:
             rows = result.states.rows(np.array(result.changed_symbols, dtype=object))
             state_frame = pd.DataFrame(
@@ -425,18 +550,9 @@ class PostgresSink:
                 }
             )
             copy_frame(cur, "t_state", state_frame, ["symbol", "state", "closed_through_ms"])
-            cur.execute(_UPSERT_STATE, {"q": q})
-        cur.execute(
-            _UPSERT_QUERY,
-            {"q": q, "name": self.query_name, "max": result.max_event_time_ms, "batch": batch_id},
-        )
-        cur.execute(
-            "insert into rt.stream_ledger"
-            " (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)"
-            " values (%s, %s, %s, %s, %s, %s)",
-            (q, batch_id, self.query_name, frames.input_rows, fresh, dead),
-        )
-        cur.execute(_HEARTBEAT, {"name": self.query_name, "q": q, "batch": batch_id})
+            statements.append(_UPSERT_STATE)
+        steps.mark("copy_state")
+        return statements
 
     def beat(self, status: str = "running") -> None:
         """Refresh the heartbeat row outside a batch (idle query), on its own short connection so it can

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from common.db import connect
+from spark_streaming import indicators as ind
 from spark_streaming.landing import land_ticks
-from spark_streaming.sink import _TEMP_TABLES
+from spark_streaming.sink import _TEMP_TABLES, BatchFrames, PostgresSink
 from tests.spark_streaming.helpers import private_database, query
 
 
@@ -100,3 +103,45 @@ def test_the_direct_copy_and_the_deduplicating_path_land_the_same_values(landing
         ('P"Y', t + 7, t + 1, 101.0, None, None, 1),
         ('P"Z', t + 9, t + 1, 102.0, None, None, 7),
     ]
+
+
+def _sink_frames(ticks: pd.DataFrame) -> BatchFrames:
+    rows = ticks.assign(kafka_topic="test", kafka_ms=ticks["event_time_ms"], key=None, value=None)
+    return BatchFrames(ticks=rows, bars=pd.DataFrame(), dead=pd.DataFrame(), input_rows=len(rows))
+
+
+def _drop_partition(db) -> None:
+    admin = connect("admin", db)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("drop table if exists raw.ticks_p20010304")
+    finally:
+        admin.close()
+
+
+def test_a_partition_dropped_after_the_sink_made_it_is_made_again_and_its_ticks_land(landing_db):
+    # the sink remembers the days whose partitions it made (one call fewer per table and batch); a
+    # partition dropped meanwhile (retention) must not send the next batches' ticks to dead letters
+    query_id = f"test-partitions-{uuid.uuid4()}"
+    sink = PostgresSink(
+        landing_db, "test_partitions", lambda: query_id, 5_000, 120_000, ind.SignalThresholds()
+    )
+    day = int(datetime(2001, 3, 4, 12, tzinfo=UTC).timestamp() * 1000)
+    _drop_partition(landing_db)  # an earlier run's
+    try:
+        first = sink.write(0, _sink_frames(_ticks(["PA", "PB"], [day, day + 1])))
+        assert first.fresh_ticks == 2 and not first.careful
+        _drop_partition(landing_db)
+        outcomes = [
+            sink.write(
+                b, _sink_frames(_ticks([f"P{b}A", f"P{b}B"], [day + 10 * b, day + 10 * b + 1], 10 * b))
+            )
+            for b in (1, 2)
+        ]
+        assert [o.fresh_ticks for o in outcomes] == [2, 2]
+        assert [o.refused_by_database for o in outcomes] == [0, 0]
+        assert not outcomes[1].careful  # the partition is asked for again, not assumed to be there
+        assert query(landing_db, "select count(*) from raw.ticks_p20010304") == [(4,)]
+    finally:
+        sink.close()
