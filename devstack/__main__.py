@@ -134,6 +134,39 @@ def airflow(
     )
 
 
+@app.command()
+def spark(stop: bool = typer.Option(False, "--stop", help="Stop the master and the workers.")) -> None:
+    """Start a Spark standalone cluster on loopback from pyspark's own jars: a master and
+    SPARK_CLUSTER_WORKERS workers. The streaming job runs on it with STREAM_MASTER=<the master URL>."""
+    from common.settings import stack_settings
+    from devstack import spark as spark_cluster
+    from devstack.process import wait_until
+
+    settings = spark_cluster.SparkClusterSettings()
+    master, workers = spark_cluster.cluster(settings, stack_settings().state_dir)
+    if stop:
+        stopped = [d.name for d in [*workers, master] if d.stop()]
+        console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return
+    started = time.monotonic()
+    try:
+        for group in ([master], workers):  # workers register with the master: it answers first
+            for daemon in group:
+                daemon.start()
+            for daemon in group:
+                if not wait_until(daemon.healthy, 180):
+                    raise StackError(f"{daemon.name} did not become healthy; {daemon.failure_hint()}")
+    except StackError as exc:
+        _fail(str(exc))
+    took = time.monotonic() - started
+    console.print(
+        f"[green]✓[/] Spark master {settings.master_url} (UI http://{settings.host}:"
+        f"{settings.master_webui_port}) and {len(workers)} workers of {settings.worker_cores} core(s) up "
+        f"in {took:.1f} s; run the job on it with STREAM_MASTER={settings.master_url}",
+        highlight=False,
+    )
+
+
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply pending database migrations (db/migrations) and set role passwords from .env."""

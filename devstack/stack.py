@@ -57,7 +57,8 @@ def services() -> dict[str, Service]:
 
 
 def optional_services() -> dict[str, Service]:
-    """Started by `make airflow` (not by `up`), stopped by `down`, shown by `status`."""
+    """Started by `make airflow` or `devstack spark` (not by `up`), stopped by `down`, shown by `status`."""
+    from devstack import spark
     from devstack.airflow import Airflow
     from devstack.statsd import StatsdExporter
     from orchestration.settings import airflow_settings
@@ -66,6 +67,7 @@ def optional_services() -> dict[str, Service]:
     return {
         "statsd-exporter": StatsdExporter(af, stack_settings().state_dir),
         **{c.name: c for c in Airflow(af, postgres_settings()).components().values()},
+        **spark.services(spark.SparkClusterSettings(), stack_settings().state_dir),
     }
 
 

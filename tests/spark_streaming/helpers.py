@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from common.db import fetch_all
 from common.migrate import recreate_database
 from common.settings import PROJECT_ROOT, PostgresSettings
 from spark_streaming.feed import create_topics, producer, send, tick_value
+from tests.conftest import free_ports
 
 BAR_MS = 60_000
 
@@ -132,3 +134,25 @@ def produce(bootstrap: str, topic: str, items: list[tuple[str | None, bytes]]) -
 def random_walk(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+
+
+def free_port_runs(runs: int, length: int) -> list[int]:
+    """The first ports of `runs` runs of `length` consecutive free loopback ports each (services that
+    number their nodes' ports from a base: a Kafka cluster's controllers, a Spark cluster's workers)."""
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    found: list[int] = []
+    for base in free_ports(50):
+        taken = {p for b in found for p in range(b, b + length)}
+        if all(free(p) and p not in taken for p in range(base, base + length)):
+            found.append(base)
+            if len(found) == runs:
+                return found
+    raise RuntimeError("no free runs of loopback ports")

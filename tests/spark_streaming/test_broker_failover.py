@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from devstack.kafka import Kafka, cluster_health, cluster_nodes, start_nodes
 from devstack.process import port_open, wait_until
 from ingest.sources.synthetic import SyntheticSource
 from tests.conftest import free_ports
-from tests.spark_streaming.helpers import JobProcess, private_database, query, wait_for
+from tests.spark_streaming.helpers import JobProcess, free_port_runs, private_database, query, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
@@ -47,31 +46,10 @@ JVM_OPTIONS = "-XX:TieredStopAtLevel=1"  # about half a broker's start time on 2
 TICKS = Topic.TICKS.value
 
 
-def _free_runs(runs: int, length: int) -> list[int]:
-    """`runs` first ports of `length` consecutive free loopback ports each (controller, JMX exporter)."""
-
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    found: list[int] = []
-    for base in free_ports(50):
-        taken = {p for b in found for p in range(b, b + length)}
-        if all(free(p) and p not in taken for p in range(base, base + length)):
-            found.append(base)
-            if len(found) == runs:
-                return found
-    raise RuntimeError("no free runs of loopback ports")
-
-
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_TOOL_OPTIONS", JVM_OPTIONS)  # read by the broker JVMs started here
-    controller, jmx = _free_runs(2, 3)
+    controller, jmx = free_port_runs(2, 3)
     settings = KafkaSettings(
         bootstrap_servers=",".join(f"127.0.0.1:{p}" for p in free_ports(3)),
         controller_port=controller,

@@ -1,0 +1,122 @@
+"""The streaming job on a Spark standalone cluster (devstack's, from pyspark's own jars: a master and 2
+workers of 1 core on loopback) gives row for row the same raw, bars, indicators and signals as in local
+mode, from the same Kafka input; only its master differs (STREAM_MASTER)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import psutil
+import pytest
+
+from common.contract import Topic
+from common.migrate import drop_database
+from devstack.process import wait_until
+from devstack.spark import SparkClusterSettings, cluster
+from spark_streaming.feed import delete_topics
+from tests.conftest import free_ports
+from tests.spark_streaming.helpers import (
+    JobProcess,
+    free_port_runs,
+    private_database,
+    private_topics,
+    produce,
+    query,
+    wait_for,
+)
+from tests.spark_streaming.test_recovery import TABLES, _input, _snapshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
+
+def _kill_tree(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        proc = psutil.Process(pid)
+        for child in proc.children(recursive=True):  # a worker's executors
+            child.kill()
+        os.kill(pid, signal.SIGKILL)
+    except (psutil.Error, ProcessLookupError):
+        pass
+
+
+@pytest.fixture
+def spark_cluster(tmp_path):
+    master_port, webui = free_ports(2)
+    worker_port, worker_webui = free_port_runs(2, 2)
+    settings = SparkClusterSettings(
+        master_port=master_port,
+        master_webui_port=webui,
+        worker_port=worker_port,
+        worker_webui_port=worker_webui,
+        workers=2,
+        worker_cores=1,
+        worker_memory="1g",
+    )
+    master, workers = cluster(settings, tmp_path / "spark")
+    try:
+        master.start()
+        assert wait_until(master.healthy, 180), master.failure_hint()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            assert wait_until(worker.healthy, 180), worker.failure_hint()
+        yield settings, master, workers
+    finally:
+        for daemon in [*workers, master]:
+            _kill_tree(daemon.pid())
+
+
+def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
+    bootstrap_servers, spark_cluster, tmp_path
+):
+    settings, master, workers = spark_cluster
+    tag = uuid.uuid4().hex[:6].upper()
+    topics = private_topics(bootstrap_servers, tag.lower())
+    items = _input(tag, int(time.time() * 1000))
+    produce(bootstrap_servers, topics[Topic.TICKS], items)
+    pg_local = private_database(f"test_stream_local_{tag.lower()}")
+    pg_cluster = private_database(f"test_stream_cluster_{tag.lower()}")
+    job_settings = {"max_offsets_per_trigger": 250, "allowed_lateness_ms": 600_000}
+    (tmp_path / "local").mkdir()
+    (tmp_path / "cluster").mkdir()
+    local = JobProcess(tmp_path / "local", topics, pg_local, **job_settings)
+    on_cluster = JobProcess(
+        tmp_path / "cluster", topics, pg_cluster, master=settings.master_url, cores_max=2, **job_settings
+    )
+
+    def consumed(pg) -> int:
+        return query(pg, "select coalesce(sum(input_rows), 0) from rt.stream_ledger")[0][0]
+
+    local.start()
+    on_cluster.start()
+    try:
+        # the application holds an executor on each worker (1 core each) while it runs
+        wait_for(
+            lambda: all((w.registration() or {}).get("coresused") == 1 for w in workers),
+            240,
+            "an executor on each worker",
+        )
+        apps = master.master_state()["activeapps"]
+        assert [a["cores"] for a in apps] == [2], apps
+        assert on_cluster.env["STREAM_QUERY_NAME"] in apps[0]["name"]
+        wait_for(lambda: consumed(pg_local) >= len(items), 300, "the local run to finish")
+        wait_for(lambda: consumed(pg_cluster) >= len(items), 300, "the cluster run to finish")
+        assert consumed(pg_cluster) == consumed(pg_local) == len(items)
+        assert on_cluster.alive(), on_cluster.log_tail()
+        expected, got = _snapshot(pg_local), _snapshot(pg_cluster)
+        for name in TABLES:
+            assert len(expected[name]) > 0 or name == "rt.signals"
+            assert got[name] == expected[name], f"{name} differs between the cluster and local mode"
+        batches = query(pg_cluster, "select count(*) from rt.stream_ledger")[0][0]
+        print(f"\n{len(items)} records in {batches} batches on the cluster; tables equal row for row")
+    finally:
+        local.stop()
+        on_cluster.stop()
+        delete_topics(bootstrap_servers, topics.values())
+        drop_database(pg_local)
+        drop_database(pg_cluster)
