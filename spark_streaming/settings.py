@@ -52,6 +52,9 @@ class StreamingSettings(BaseSettings):
         "The batch is still collected by one task (coalesce(1)).",
     )
     driver_memory: str = "1g"
+    driver_host: str = Field(default="127.0.0.1", description="Address the driver binds and executors call.")
+    executor_memory: str = Field(default="512m", description="Per executor, on a standalone cluster.")
+    cores_max: int = Field(default=2, description="Cores the job takes from a standalone cluster.")
     checkpoint_fs: Literal["nio", "hadoop"] = Field(
         default="nio",
         description="Local file system of the checkpoint: 'nio' sets file permissions through java.nio "
