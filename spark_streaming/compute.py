@@ -269,9 +269,9 @@ def _advance(
 
 
 def _bar_rows(frame: pd.DataFrame, final: bool) -> pd.DataFrame:
-    vwap = np.where(
-        frame["volume"] > 0, frame["pv"] / frame["volume"].where(frame["volume"] > 0, 1.0), np.nan
-    )
+    volume = frame["volume"].to_numpy(float)  # numpy, not pandas operators: a fixed cost per call
+    traded = volume > 0
+    vwap = np.where(traded, frame["pv"].to_numpy(float) / np.where(traded, volume, 1.0), np.nan)
     return pd.DataFrame(
         {
             "symbol": frame["symbol"].to_numpy(object),
@@ -280,7 +280,7 @@ def _bar_rows(frame: pd.DataFrame, final: bool) -> pd.DataFrame:
             "high": frame["high"].to_numpy(float),
             "low": frame["low"].to_numpy(float),
             "close": frame["close"].to_numpy(float),
-            "volume": frame["volume"].to_numpy(float),
+            "volume": volume,
             "vwap": vwap,
             "trade_count": frame["trade_count"].to_numpy(np.int64),
             "is_final": np.full(len(frame), final),
@@ -289,17 +289,16 @@ def _bar_rows(frame: pd.DataFrame, final: bool) -> pd.DataFrame:
 
 
 def _indicator_rows(frame: pd.DataFrame, values: dict[str, np.ndarray], final: bool) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "symbol": frame["symbol"].to_numpy(object),
-            "bar_start_ms": frame["bar_start_ms"].to_numpy(np.int64),
-            "close": frame["close"].to_numpy(float),
-        }
-    )
-    for k in ind.OUTPUTS:
-        out[k] = values[k]
-    out["is_final"] = final
-    return out
+    # built from one dict: adding the columns one by one to a frame cost 5x more (pandas inserts a
+    # block per column; 17 against 3 ms for 750 rows under load)
+    columns = {
+        "symbol": frame["symbol"].to_numpy(object),
+        "bar_start_ms": frame["bar_start_ms"].to_numpy(np.int64),
+        "close": frame["close"].to_numpy(float),
+    }
+    columns.update((k, values[k]) for k in ind.OUTPUTS)
+    columns["is_final"] = np.full(len(frame), final)
+    return pd.DataFrame(columns)
 
 
 def process_batch(
