@@ -91,6 +91,7 @@ test: up ## Install what is missing, start the stack, run every test
 lint: venv ## ruff over the Python code
 	@$(VENV)/bin/ruff check .
 
+demo: export MP_DEMO_STARTED := $(shell date +%s.%N)
 demo: up ## Start the stack and run the whole pipeline on the offline synthetic source
 	@$(PY) -m devstack demo
 	@$(PY) -m devstack airflow --unpause

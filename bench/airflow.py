@@ -31,13 +31,13 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from bench.stack import tree_pss
 from common.db import connect, fetch_all
 from common.migrate import drop_database, recreate_database
 from common.settings import PROJECT_ROOT, postgres_settings, stack_settings
 from dbt_project import sample_data
 from dbt_project.runner import run_dbt
 from devstack import airflow as af
+from devstack.process import tree_pss
 from devstack.statsd import StatsdExporter
 from orchestration.settings import AirflowSettings
 from tests.conftest import free_ports

@@ -5,26 +5,10 @@ every backend) count once in total instead of once per process, as plain RSS wou
 
 from __future__ import annotations
 
-import contextlib
 import time
 
-import psutil
-
 from devstack import stack
-
-
-def tree_pss(pid: int) -> int:
-    """Proportional set size of a process and its descendants, bytes."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += proc.memory_full_info().pss
-    return total
+from devstack.process import tree_pss
 
 
 def run(quick: bool = False) -> dict:

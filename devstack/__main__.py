@@ -78,13 +78,18 @@ def status(
     table = Table(title="local stack")
     for col in ("service", "address", "pid", "state"):
         table.add_column(col)
+    table.add_column("memory (PSS)", justify="right")
     for row in rows:
         state = (
             "[green]healthy[/]"
             if row.healthy
             else ("[yellow]not answering[/]" if row.running else "[red]stopped[/]")
         )
-        table.add_row(row.name, row.address, str(row.pid or "-"), state)
+        memory = f"{row.pss_bytes / 2**20:,.0f} MiB" if row.pss_bytes else "-"
+        table.add_row(row.name, row.address, str(row.pid or "-"), state, memory)
+    total = sum(r.pss_bytes for r in rows)
+    table.add_section()
+    table.add_row("total", "", "", f"{sum(r.running for r in rows)} running", f"{total / 2**30:,.2f} GiB")
     Console().print(table)
     health = stack.kafka_health() if any(r.name.startswith("kafka") and r.healthy for r in rows) else None
     if health is not None:
@@ -232,7 +237,7 @@ def demo_stop() -> None:
     """Stop the demo's background ingest and streaming processes (the stack keeps running)."""
     from devstack import demo as demo_run
 
-    stopped = demo_run.stop(demo_run.DemoPlan())
+    stopped = demo_run.stop(demo_run.DemoPlan.current())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 

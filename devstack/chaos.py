@@ -144,7 +144,7 @@ def faults(holds: dict[str, float] | None = None) -> list[Fault]:
 
     from devstack.demo import DemoPlan, processes
 
-    stream = processes(DemoPlan())["stream"]
+    stream = processes(DemoPlan.current())["stream"]
     listed = [
         # TargetDown: up == 0 for 1 min
         Fault(
@@ -339,7 +339,7 @@ def run(
 ) -> tuple[list[FaultReport], Accounting]:
     from devstack.demo import DemoPlan, processes
 
-    procs = processes(DemoPlan())
+    procs = processes(DemoPlan.current())
     if not (procs["stream"].running() and procs["ticks"].running()):
         raise SystemExit("chaos needs the demo running: `make demo` first")
     start = _ticks_offsets()

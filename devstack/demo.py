@@ -13,10 +13,13 @@ until `make demo-stop`.
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,8 +31,10 @@ from common.db import transaction
 from common.settings import PROJECT_ROOT, prometheus_settings, stack_settings
 from devstack.errors import StackError
 from devstack.process import PidFileProcess, spawn, tail, wait_until
+from devstack.prometheus import http_ok
 
 log = logging.getLogger(__name__)
+_STARTED = time.time()  # this command's start, when the Makefile did not say when `make demo` began
 
 SUMMARY_TABLES = (
     "raw.ticks",
@@ -55,6 +60,17 @@ class DemoPlan:
         from ingest.sources.synthetic import symbol_names
 
         return symbol_names(self.symbols)
+
+    def save(self) -> None:
+        """Remembered for the commands that act on the running demo (status, chaos, demo-stop, the
+        ingest DAG's recorded history), so they restart or read what `make demo` started."""
+        (_home() / "plan.json").write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def current(cls) -> DemoPlan:
+        """The plan of the last `make demo`, or the default one."""
+        saved = _home() / "plan.json"
+        return cls(**json.loads(saved.read_text())) if saved.exists() else cls()
 
 
 def _home() -> Path:
@@ -111,6 +127,14 @@ class Background(PidFileProcess):
     args: list[str]
     state_dir: Path = field(default_factory=_home)
     stop_timeout_s: float = 60.0
+    probe_url: str = ""  # answers 200 while the process is healthy: its /metrics, the dashboard's health
+
+    @property
+    def address(self) -> str:
+        return self.probe_url.removeprefix("http://").split("/")[0] if self.probe_url else "-"
+
+    def healthy(self) -> bool:
+        return self.running() and (not self.probe_url or http_ok(self.probe_url))
 
     def start(self) -> bool:
         if self.running():
@@ -121,12 +145,19 @@ class Background(PidFileProcess):
 
 
 def processes(plan: DemoPlan) -> dict[str, Background]:
+    from dashboard.settings import dashboard_settings
+    from ingest.settings import ingest_settings
     from orchestration.settings import airflow_settings
     from orchestration.stream_supervisor import stream_process
+    from spark_streaming.settings import StreamingSettings
 
+    stream, ingest, board = StreamingSettings(), ingest_settings(), dashboard_settings()
     return {
         # the same command and pid file as the stream_supervisor DAG's (orchestration/stream_supervisor.py)
-        "stream": stream_process(airflow_settings()),
+        "stream": replace(
+            stream_process(airflow_settings()),
+            probe_url=f"http://{stream.metrics_host}:{stream.metrics_port}/metrics",
+        ),
         "ticks": Background(
             "ticks",
             [
@@ -140,10 +171,22 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
                 "--seed",
                 str(plan.seed),
             ],  # metrics on INGEST_METRICS_PORT
+            probe_url=f"http://{ingest.metrics_host}:{ingest.metrics_port}/metrics",
         ),
         # the Streamlit dashboard (dashboard/), as market_reader, on DASHBOARD_HOST:DASHBOARD_PORT
-        "dashboard": Background("dashboard", ["-m", "dashboard"], stop_timeout_s=20.0),
+        "dashboard": Background(
+            "dashboard",
+            ["-m", "dashboard"],
+            stop_timeout_s=20.0,
+            probe_url=f"http://{board.host}:{board.port}/_stcore/health",
+        ),
     }
+
+
+def pipeline_processes() -> dict[str, Background]:
+    """The demo's processes as `make status` lists them."""
+    procs = processes(DemoPlan.current())
+    return {"ingest": procs["ticks"], "stream": procs["stream"], "dashboard": procs["dashboard"]}
 
 
 def _count(table: str) -> int | None:
@@ -174,6 +217,7 @@ def _quality_score() -> str:
 
 def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     home = _home()
+    plan.save()
     procs = processes(plan)
     with console.status("starting the streaming job (Spark)..."):
         procs["stream"].start()
@@ -226,6 +270,30 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     summary(console)
     procs["dashboard"].start()
     console.print(f"dashboard: {dashboard_url()}  (log {procs['dashboard'].log_file})")
+    _report_live(procs["dashboard"], symbols[0], console)
+
+
+def _report_live(dashboard: Background, symbol: str, console: Console, wait_s: float = 120.0) -> None:
+    """How long after `make demo` started (MP_DEMO_STARTED, set by the Makefile; else this command)
+    the dashboard answers and market_reader, as the live header does, reads a tick under 5 s old."""
+    from common.db import fetch_all
+
+    def live() -> bool:
+        if not dashboard.healthy():
+            return False
+        [(age_s,)] = fetch_all(
+            "select extract(epoch from now() - max(event_time)) from raw.ticks"
+            " where symbol = %s and event_time > now() - interval '1 minute'",
+            (symbol,),
+            role="reader",
+        )
+        return age_s is not None and age_s < 5
+
+    if wait_until(live, wait_s, interval_s=0.5):
+        since = float(os.environ.get("MP_DEMO_STARTED", _STARTED))
+        console.print(f"live ticks on the dashboard {time.time() - since:.0f} s after the demo started")
+    else:
+        console.print(f"[yellow]the dashboard shows no live tick of {symbol} yet: see its log[/]")
 
 
 def dashboard_url() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -140,3 +141,18 @@ class PidFileProcess:
         if not self.running():
             return f"{self.name} exited (see {self.log_file}): {tail(self.log_file, 3)}"
         return f"{self.name} is not answering (see {self.log_file}): {tail(self.log_file, 2)}"
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and its descendants, bytes: shared pages (PostgreSQL's
+    shared buffers, mapped by every backend) count once in a sum instead of once per process."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_full_info().pss
+    return total

@@ -13,7 +13,7 @@ from common.settings import kafka_settings, postgres_settings, prometheus_settin
 from devstack.errors import StackError
 from devstack.kafka import ClusterHealth, Kafka, cluster_health, cluster_nodes, start_nodes
 from devstack.postgres import Postgres
-from devstack.process import require_free_ports, wait_until
+from devstack.process import require_free_ports, tree_pss, wait_until
 from devstack.prometheus import PostgresExporter, Prometheus
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class ServiceStatus:
     pid: int | None
     running: bool
     healthy: bool
-    optional: bool = False  # Airflow's processes: `status --check` counts them only when running
+    optional: bool = False  # Airflow's, the demo's: `status --check` counts them only when running
+    pss_bytes: int = 0  # memory of the process tree (proportional set size)
 
 
 def services() -> dict[str, Service]:
@@ -167,12 +168,26 @@ def _answers(svc: Service, attempts: int = 3, pause_s: float = 1.0) -> bool:
 
 
 def status() -> list[ServiceStatus]:
-    """Every core service, then the optional ones (Airflow and its metrics exporter)."""
-    return [
-        ServiceStatus(name, svc.address, svc.pid(), svc.running(), svc.running() and _answers(svc), optional)
-        for optional, group in ((False, services()), (True, optional_services()))
-        for name, svc in group.items()
-    ]
+    """Every core service, then the optional ones (Airflow and its metrics exporter), then the demo's
+    processes (ingest, the streaming job, the dashboard), each with its memory."""
+    from devstack.demo import pipeline_processes
+
+    rows = []
+    for optional, group in ((False, services()), (True, optional_services()), (True, pipeline_processes())):
+        for name, svc in group.items():
+            pid, running = svc.pid(), svc.running()
+            rows.append(
+                ServiceStatus(
+                    name,
+                    svc.address,
+                    pid,
+                    running,
+                    running and _answers(svc),
+                    optional,
+                    tree_pss(pid) if running and pid else 0,
+                )
+            )
+    return rows
 
 
 def kafka_health() -> ClusterHealth | None:

@@ -92,7 +92,7 @@ def recorded_history() -> tuple[str, list[str]]:
 
     home = stack_settings().state_dir / "demo"
     home.mkdir(parents=True, exist_ok=True)
-    plan_ = DemoPlan()
+    plan_ = DemoPlan.current()
     bars, instruments = home / "daily_bars.csv", home / "instruments.csv"
     if not bars.exists() or not instruments.exists():
         bars, instruments = write_history(plan_, home)

@@ -6,7 +6,8 @@
       private Airflow's scheduler and LocalExecutor  ->  marts.* and quality.dag_run_scores
       ->  the dashboard's Market page (Streamlit AppTest, live timeframe) shows the newest tick
     and a private Prometheus, configured from monitoring/prometheus.yml with each job's target pointed
-    at this test's processes, shows every target up while the feed runs.
+    at this test's processes (the dashboard's server among them), shows every target up while the
+    feed runs.
 
 Nothing is mocked. The shared stack's PostgreSQL server and Kafka broker are used, but only through a
 private database and private topics, dropped at the end; Airflow has its own home, metadata database
@@ -43,6 +44,7 @@ import yaml
 from common.contract import Topic
 from common.migrate import drop_database, recreate_database
 from common.settings import PROJECT_ROOT, PrometheusSettings, kafka_settings, prometheus_settings
+from dashboard.server import serving
 from dbt_project.runner import run_dbt
 from devstack import airflow as af
 from devstack.prometheus import render_config
@@ -224,7 +226,8 @@ def test_synthetic_feed_reaches_raw_rt_marts_quality_dashboard_and_prometheus(
         Topic.BARS: f"{prefix}.bars",
         Topic.DEADLETTER: f"{prefix}.deadletter",
     }
-    ingest_port, stream_port, prom_port, *airflow_ports = free_ports(7)  # one call: seven distinct
+    # one call: nine distinct ports
+    ingest_port, stream_port, prom_port, dashboard_port, dashboard_metrics, *airflow_ports = free_ports(9)
     prom_url = f"http://127.0.0.1:{prom_port}"
 
     with contextlib.ExitStack() as cleanup:
@@ -259,6 +262,7 @@ def test_synthetic_feed_reaches_raw_rt_marts_quality_dashboard_and_prometheus(
                     "ingest": f"127.0.0.1:{ingest_port}",
                     "stream": f"127.0.0.1:{stream_port}",
                     "airflow": airflow.exporter.address,
+                    "dashboard": f"127.0.0.1:{dashboard_metrics}",
                 },
             )
         )
@@ -274,6 +278,13 @@ def test_synthetic_feed_reaches_raw_rt_marts_quality_dashboard_and_prometheus(
             start_new_session=True,
         )
         cleanup.callback(_stop, prometheus)
+        # the dashboard's server (`python -m dashboard`): its process metrics are a scrape target
+        dashboard_env = {
+            "DASHBOARD_DATABASE": pg.database,
+            "DASHBOARD_METRICS_PORT": str(dashboard_metrics),
+            "DASHBOARD_AIRFLOW_URL": airflow.settings.api_url,
+        }
+        cleanup.enter_context(serving(dashboard_port, tmp_path / "dashboard.log", dashboard_env))
 
         # --- the streaming job, then the feed -------------------------------------------------------
         job = JobProcess(tmp_path, topics, pg, metrics_port=stream_port)
