@@ -1,6 +1,7 @@
 """The streaming job on a Spark standalone cluster (devstack's, from pyspark's own jars: a master and 2
 workers of 1 core on loopback) gives row for row the same raw, bars, indicators and signals as in local
-mode, from the same Kafka input; only its master differs (STREAM_MASTER)."""
+mode, from the same Kafka input, even with a worker and its executor killed -9 mid-run and then the
+driver killed -9 and started again; only the job's master differs (STREAM_MASTER)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def spark_cluster(tmp_path):
             _kill_tree(daemon.pid())
 
 
-def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
+def test_the_job_on_a_cluster_with_a_worker_and_the_driver_killed_lands_the_same_rows_as_local_mode(
     bootstrap_servers, spark_cluster, tmp_path
 ):
     settings, master, workers = spark_cluster
@@ -81,7 +82,7 @@ def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
     produce(bootstrap_servers, topics[Topic.TICKS], items)
     pg_local = private_database(f"test_stream_local_{tag.lower()}")
     pg_cluster = private_database(f"test_stream_cluster_{tag.lower()}")
-    job_settings = {"max_offsets_per_trigger": 250, "allowed_lateness_ms": 600_000}
+    job_settings = {"max_offsets_per_trigger": 150, "allowed_lateness_ms": 600_000}
     (tmp_path / "local").mkdir()
     (tmp_path / "cluster").mkdir()
     local = JobProcess(tmp_path / "local", topics, pg_local, **job_settings)
@@ -91,6 +92,9 @@ def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
 
     def consumed(pg) -> int:
         return query(pg, "select coalesce(sum(input_rows), 0) from rt.stream_ledger")[0][0]
+
+    def batches(pg) -> int:
+        return query(pg, "select count(*) from rt.stream_ledger")[0][0]
 
     local.start()
     on_cluster.start()
@@ -104,6 +108,19 @@ def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
         apps = master.master_state()["activeapps"]
         assert [a["cores"] for a in apps] == [2], apps
         assert on_cluster.env["STREAM_QUERY_NAME"] in apps[0]["name"]
+        # kill -9 a worker and its executor once the cluster run committed batches, with input left
+        wait_for(lambda: batches(pg_cluster) >= 2, 240, "two batches on the cluster")
+        victim = workers[0]
+        _kill_tree(victim.pid())
+        done_at_kill = consumed(pg_cluster)
+        assert 0 < done_at_kill < len(items), done_at_kill
+        wait_for(lambda: not victim.healthy(), 120, "the master to see the worker gone")
+        # then kill -9 the driver (Python and its JVM) once it committed more, and start it again
+        wait_for(lambda: batches(pg_cluster) >= 5, 240, "five batches on the cluster")
+        on_cluster.kill()
+        done_at_driver_kill = consumed(pg_cluster)
+        assert done_at_kill < done_at_driver_kill < len(items), done_at_driver_kill
+        on_cluster.start()
         wait_for(lambda: consumed(pg_local) >= len(items), 300, "the local run to finish")
         wait_for(lambda: consumed(pg_cluster) >= len(items), 300, "the cluster run to finish")
         assert consumed(pg_cluster) == consumed(pg_local) == len(items)
@@ -112,8 +129,14 @@ def test_the_job_on_a_standalone_cluster_lands_the_same_rows_as_in_local_mode(
         for name in TABLES:
             assert len(expected[name]) > 0 or name == "rt.signals"
             assert got[name] == expected[name], f"{name} differs between the cluster and local mode"
-        batches = query(pg_cluster, "select count(*) from rt.stream_ledger")[0][0]
-        print(f"\n{len(items)} records in {batches} batches on the cluster; tables equal row for row")
+        ids = [r[0] for r in query(pg_cluster, "select batch_id from rt.stream_ledger order by 1")]
+        assert ids == list(range(len(ids)))  # no gap, no batch twice
+        restarts = on_cluster.log_path.read_text(errors="replace").count("event=query_restarting")
+        print(
+            f"\n{len(items)} records in {len(ids)} batches on the cluster, worker 1 killed -9 after "
+            f"{done_at_kill} records, the driver after {done_at_driver_kill}; the query restarted itself "
+            f"{restarts} time(s); tables equal row for row"
+        )
     finally:
         local.stop()
         on_cluster.stop()
