@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -369,6 +370,14 @@ def start_nodes(nodes: list[Kafka]) -> None:
     cluster_id = ids.pop() if ids else new_cluster_id()
     for node in nodes:
         node.start(cluster_id)
+
+
+def stop_nodes(nodes: list[Kafka]) -> list[str]:
+    """Stop every node at once; returns the names of those that were running. One by one, the last
+    ones would wait out their stop timeout for a controller quorum that already left."""
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        stopped = list(pool.map(lambda node: node.stop(), nodes))
+    return [node.name for node, was in zip(nodes, stopped, strict=True) if was]
 
 
 @dataclass

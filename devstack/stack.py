@@ -11,7 +11,7 @@ from common.db import transaction
 from common.migrate import migrate
 from common.settings import kafka_settings, postgres_settings, prometheus_settings, stack_settings
 from devstack.errors import StackError
-from devstack.kafka import ClusterHealth, Kafka, cluster_health, cluster_nodes, start_nodes
+from devstack.kafka import ClusterHealth, Kafka, cluster_health, cluster_nodes, start_nodes, stop_nodes
 from devstack.postgres import Postgres
 from devstack.process import require_free_ports, tree_pss, wait_until
 from devstack.prometheus import PostgresExporter, Prometheus
@@ -151,8 +151,12 @@ def down() -> list[str]:
     """Stop every service; returns the names of those that were running."""
     stopped = []
     for name, svc in [*reversed(list(optional_services().items())), *reversed(list(services().items()))]:
+        if isinstance(svc, Kafka):
+            continue
         if svc.stop():
             stopped.append(name)
+        if name == "prometheus":  # Kafka's place in the order; a cluster's nodes stop together
+            stopped += stop_nodes([s for s in services().values() if isinstance(s, Kafka)])
     return stopped
 
 
