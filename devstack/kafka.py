@@ -8,6 +8,7 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -319,6 +320,19 @@ class Kafka(PidFileProcess):
         self._check_topics(admin, specs)
         return created
 
+    @staticmethod
+    def _describe(admin: AdminClient, resources: list[ConfigResource], timeout_s: float = 30.0) -> dict:
+        """Each topic's configuration. On a cluster, a broker that has not yet learnt of a topic just
+        created answers UNKNOWN_TOPIC_OR_PART (seen with 3 nodes): it is asked again until `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return {res: fut.result() for res, fut in admin.describe_configs(resources).items()}
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def _check_topics(self, admin: AdminClient, specs: dict) -> None:
         meta = self._wait_for_metadata(admin, [spec.name.value for spec in specs.values()])
         factor = replication(self.settings.nodes).factor
@@ -337,8 +351,7 @@ class Kafka(PidFileProcess):
                     f"{factor} on {self.settings.nodes} brokers: recreate it (or reassign its partitions)."
                 )
         resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name.value) for spec in specs.values()]
-        for res, fut in admin.describe_configs(resources).items():
-            configs = fut.result()
+        for res, configs in self._describe(admin, resources).items():
             spec = next(s for s in specs.values() if s.name.value == res.name)
             want = spec.config(self.settings.nodes)
             drift = {k: v for k, v in want.items() if k in configs and configs[k].value != v}
