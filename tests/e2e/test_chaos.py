@@ -76,7 +76,7 @@ def test_chaos_short_form_loses_nothing_and_alerts(tmp_path):
     try:
         _check(devstack(env, "up", timeout=300), "devstack up")
         with ThreadPoolExecutor(1) as pool:  # Airflow starts while the demo runs (both need the stack only)
-            airflow = pool.submit(devstack, env, "airflow", "--unpause", timeout=420)
+            airflow = pool.submit(devstack, env, "airflow", "--unpause", timeout=600)
             demo = devstack(
                 env, "demo", "--symbols", "5", "--history-days", "210", "--rate", "200", timeout=600
             )
