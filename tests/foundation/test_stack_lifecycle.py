@@ -18,7 +18,7 @@ def _status_rows(output: str) -> dict[str, str]:
     rows = {}
     for line in output.splitlines():
         cells = [c.strip() for c in line.strip("│┃ ").split("│")]
-        if len(cells) == 4 and cells[0] in SERVICES:
+        if len(cells) >= 4 and cells[0] in SERVICES:  # service, address, pid, state[, memory]
             rows[cells[0]] = cells[3]
     return rows
 
