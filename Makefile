@@ -11,6 +11,7 @@ PY      := $(VENV)/bin/python
 JARS    := $(STATE)/jars
 APT_PACKAGES := postgresql prometheus prometheus-postgres-exporter chromium maven
 PYTEST_ARGS ?=
+SOURCE  ?= synthetic
 
 export PYTHONPATH := $(CURDIR)
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
@@ -92,8 +93,8 @@ lint: venv ## ruff over the Python code
 	@$(VENV)/bin/ruff check .
 
 demo: export MP_DEMO_STARTED := $(shell date +%s.%N)
-demo: up ## Start the stack and run the whole pipeline on the offline synthetic source
-	@$(PY) -m devstack demo
+demo: up ## Start the stack and run the whole pipeline on the offline synthetic source (SOURCE=yahoo: live Yahoo)
+	@$(PY) -m devstack demo --source $(SOURCE)
 	@$(PY) -m devstack airflow --unpause
 	@$(PY) -m devstack status
 

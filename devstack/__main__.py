@@ -188,12 +188,22 @@ def demo(
     rate: float = typer.Option(1_000.0, help="Synthetic ticks per second over all symbols."),
     history_days: int = typer.Option(320, help="Trading days of daily history replayed first."),
     wait: float = typer.Option(300.0, help="Seconds to wait for the streaming job to land the data."),
+    source: str = typer.Option(
+        "synthetic", help="synthetic (offline), or yahoo: live quotes and daily history from Yahoo Finance."
+    ),
+    yahoo_symbols: str = typer.Option(
+        "BTC-USD,ETH-USD,AAPL,MSFT,SPY", help="Symbols of the yahoo source (in the instruments file)."
+    ),
 ) -> None:
     """Run the whole pipeline on the offline source: daily history replay and live synthetic ticks
     through ingest -> Kafka -> Spark -> PostgreSQL, then dbt build. Ingest and stream keep running."""
     from devstack import demo as demo_run
 
-    plan = demo_run.DemoPlan(symbols=symbols, history_days=history_days, tick_rate=rate)
+    if source not in ("synthetic", "yahoo"):
+        _fail(f"--source {source!r}: synthetic or yahoo")
+    plan = demo_run.DemoPlan(
+        symbols=symbols, history_days=history_days, tick_rate=rate, source=source, yahoo_symbols=yahoo_symbols
+    )
     try:
         demo_run.run(plan, console, wait_s=wait)
     except (StackError, DatabaseUnavailable) as exc:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psycopg2 import errors
@@ -54,11 +54,15 @@ class DemoPlan:
     history_days: int = 320
     tick_rate: float = 1_000.0
     seed: int = 7
+    source: str = "synthetic"  # or "yahoo": live quotes and daily history from Yahoo Finance
+    yahoo_symbols: str = "BTC-USD,ETH-USD,AAPL,MSFT,SPY"  # crypto trades around the clock
 
     def symbol_names(self) -> list[str]:
-        """The names the synthetic source gives its symbols, so history and ticks share them."""
+        """The demo's symbols: the synthetic source's names (history and ticks share them), or Yahoo's."""
         from ingest.sources.synthetic import symbol_names
 
+        if self.source == "yahoo":
+            return self.yahoo_symbols.split(",")
         return symbol_names(self.symbols)
 
     def save(self) -> None:
@@ -160,17 +164,7 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
         ),
         "ticks": Background(
             "ticks",
-            [
-                "-m",
-                "ingest",
-                "synthetic",
-                "--rate",
-                str(plan.tick_rate),
-                "--symbols",
-                str(plan.symbols),
-                "--seed",
-                str(plan.seed),
-            ],  # metrics on INGEST_METRICS_PORT
+            _ticks_args(plan),  # metrics on INGEST_METRICS_PORT
             probe_url=f"http://{ingest.metrics_host}:{ingest.metrics_port}/metrics",
         ),
         # the Streamlit dashboard (dashboard/), as market_reader, on DASHBOARD_HOST:DASHBOARD_PORT
@@ -181,6 +175,13 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
             probe_url=f"http://{board.host}:{board.port}/_stcore/health",
         ),
     }
+
+
+def _ticks_args(plan: DemoPlan) -> list[str]:
+    if plan.source == "yahoo":
+        return ["-m", "ingest", "stream", "--symbols", plan.yahoo_symbols]
+    synthetic = ["--rate", str(plan.tick_rate), "--symbols", str(plan.symbols), "--seed", str(plan.seed)]
+    return ["-m", "ingest", "synthetic", *synthetic]
 
 
 def pipeline_processes() -> dict[str, Background]:
@@ -221,38 +222,23 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     procs = processes(plan)
     with console.status("starting the streaming job (Spark)..."):
         procs["stream"].start()
-    bars, instruments = write_history(plan, home)
-    console.print(
-        f"replaying {plan.history_days} days of daily bars for {plan.symbols} symbols through Kafka"
-    )
-    replay = subprocess.run(
-        [
-            _python(),
-            "-m",
-            "ingest",
-            "replay",
-            str(bars),
-            "--kind",
-            "bars",
-            "--symbols-file",
-            str(instruments),
-            "--metrics-port",
-            "0",
-        ],
-        cwd=PROJECT_ROOT,
-        env=None,
-    )
-    if replay.returncode != 0:
-        raise StackError(f"replaying the demo history failed (exit {replay.returncode})")
-    procs["ticks"].start()
-    rate = f"{plan.tick_rate:,.0f}/s over {plan.symbols} symbols"
-    console.print(f"synthetic ticks: {rate} (log {procs['ticks'].log_file})")
-
     symbols = plan.symbol_names()
+    if plan.source == "yahoo":
+        history = _yahoo_history(plan, console)
+    else:
+        history = _replay_history(plan, home, console)
+    procs["ticks"].start()
+    what = (
+        f"live Yahoo quotes of {plan.yahoo_symbols}"
+        if plan.source == "yahoo"
+        else f"synthetic ticks: {plan.tick_rate:,.0f}/s over {plan.symbols} symbols"
+    )
+    console.print(f"{what} (log {procs['ticks'].log_file})")
+
     with console.status("waiting for the streaming job to land history, bars and indicators..."):
         landed = wait_until(
             lambda: (
-                _count_for("raw.bars", symbols, "interval = '1d'") >= plan.symbols * plan.history_days
+                _count_for("raw.bars", symbols, "interval = '1d'") >= history
                 and _count_for("rt.indicators_1m", symbols, "bar_start > now() - interval '10 minutes'") > 0
             ),
             wait_s,
@@ -271,6 +257,38 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     procs["dashboard"].start()
     console.print(f"dashboard: {dashboard_url()}  (log {procs['dashboard'].log_file})")
     _report_live(procs["dashboard"], symbols[0], console)
+
+
+def _ingest(args: list[str], what: str) -> None:
+    done = subprocess.run([_python(), "-m", "ingest", *args, "--metrics-port", "0"], cwd=PROJECT_ROOT)
+    if done.returncode != 0:
+        raise StackError(f"{what} failed (exit {done.returncode}); its log is above")
+
+
+def _replay_history(plan: DemoPlan, home: Path, console: Console) -> int:
+    """The recorded daily history through ingest -> Kafka; the number of bars the stream must land."""
+    bars, instruments = write_history(plan, home)
+    console.print(
+        f"replaying {plan.history_days} days of daily bars for {plan.symbols} symbols through Kafka"
+    )
+    _ingest(["replay", str(bars), "--kind", "bars", "--symbols-file", str(instruments)], "replaying history")
+    return plan.symbols * plan.history_days
+
+
+def _yahoo_history(plan: DemoPlan, console: Console) -> int:
+    """Daily bars from Yahoo (yfinance) through ingest -> Kafka; at least one bar per symbol must land."""
+    start = datetime.now(UTC).date() - timedelta(days=round(plan.history_days * 365 / 252))
+    console.print(f"backfilling daily bars of {plan.yahoo_symbols} since {start} from Yahoo Finance")
+    try:
+        _ingest(
+            ["backfill", "--symbols", plan.yahoo_symbols, "--interval", "1d", "--start", str(start)],
+            "the Yahoo backfill",
+        )
+    except StackError as exc:
+        raise StackError(
+            f"{exc}. Is Yahoo Finance reachable from here? `make demo` without SOURCE runs offline."
+        ) from None
+    return len(plan.symbol_names())
 
 
 def _report_live(dashboard: Background, symbol: str, console: Console, wait_s: float = 120.0) -> None:
