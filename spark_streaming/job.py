@@ -49,11 +49,6 @@ def build_session(s: StreamingSettings) -> SparkSession:
         .appName(f"spark_streaming:{s.query_name}")
         .config("spark.jars", ",".join(jars))
         .config("spark.driver.memory", s.driver_memory)
-        # the same session on local[N] and on a standalone cluster (STREAM_MASTER=spark://...)
-        .config("spark.driver.host", s.driver_host)
-        .config("spark.driver.bindAddress", s.driver_host)
-        .config("spark.executor.memory", s.executor_memory)
-        .config("spark.cores.max", str(s.cores_max))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
@@ -68,7 +63,10 @@ def build_session(s: StreamingSettings) -> SparkSession:
     )
     fs_jar = nio_local_fs_jar(s.jars_dir.parent / "spark-local") if s.checkpoint_fs == "nio" else None
     if fs_jar is not None:  # checkpoint files without a forked chmod each (spark_streaming/jvm.py)
+        # on the executors' class path too: the Hadoop setting reaches them (a standalone cluster's
+        # workers on this machine; a missing class-path entry is ignored)
         builder = builder.config("spark.driver.extraClassPath", str(fs_jar))
+        builder = builder.config("spark.executor.extraClassPath", str(fs_jar))
     builder = builder.config("spark.hadoop.fs.file.impl", NIO_LOCAL_FS if fs_jar else HADOOP_LOCAL_FS)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
