@@ -93,6 +93,8 @@ def recorded_history() -> tuple[str, list[str]]:
     home = stack_settings().state_dir / "demo"
     home.mkdir(parents=True, exist_ok=True)
     plan_ = DemoPlan.current()
+    if plan_.source != "synthetic":  # recorded prices under real symbols' names would be false data
+        plan_ = DemoPlan()
     bars, instruments = home / "daily_bars.csv", home / "instruments.csv"
     if not bars.exists() or not instruments.exists():
         bars, instruments = write_history(plan_, home)
