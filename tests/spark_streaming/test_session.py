@@ -68,7 +68,12 @@ def test_a_checkpointed_query_runs_batches_without_the_driver_jvm_starting_a_pro
         query.stop()
     assert len(batches) >= seen + 5  # offset and commit logs were written meanwhile
     execs = [line for line in trace.read_text().splitlines() if "execve(" in line]
-    assert execs == []  # Hadoop's RawLocalFileSystem runs chmod (several execve each) per log file
+    # a process the JVM starts goes through jspawnhelper. Hadoop's RawLocalFileSystem starts chmod for
+    # every offset- and commit-log file: at least 2 per batch, 10 or more here. An occasional process
+    # that is not per batch (a CI run once saw one: Hadoop refreshing the user's groups through a shell
+    # every 300 s is a likely source) must not fail the test, so it counts starts against batches.
+    spawned = [line for line in execs if "jspawnhelper" in line]
+    assert len(spawned) < 5, "\n".join(execs)
     offsets = sorted((tmp_path / "ckpt" / "offsets").iterdir())
     assert oct(offsets[-1].stat().st_mode & 0o777) == "0o644"  # the bits Hadoop's chmod gave
 
