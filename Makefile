@@ -9,7 +9,7 @@ PYTHON  ?= python3
 VENV    := $(STATE)/venv
 PY      := $(VENV)/bin/python
 JARS    := $(STATE)/jars
-APT_PACKAGES := postgresql prometheus prometheus-postgres-exporter chromium maven
+APT_PACKAGES := postgresql prometheus prometheus-postgres-exporter chromium maven strace
 PYTEST_ARGS ?=
 SOURCE  ?= synthetic
 
