@@ -33,6 +33,7 @@ from spark_streaming.letters import rejected_letters
 from spark_streaming.metrics import ProgressListener, StreamingMetrics
 from spark_streaming.parse import parse_bars, parse_deadletters, parse_ticks
 from spark_streaming.settings import StreamingSettings
+from spark_streaming.shards import shard_settings, source_option
 from spark_streaming.sink import BatchFrames, BatchOutcome, PostgresSink
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class StreamingJob:
         reader = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", kafka_settings().bootstrap_servers)
-            .option("subscribe", ",".join([s.ticks_topic, s.bars_topic, s.deadletter_topic]))
+            .option(*source_option(s))  # subscribe; with shards, assign this shard's partitions
             .option("startingOffsets", s.starting_offsets)
             .option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
             .option("failOnDataLoss", "false")
@@ -306,6 +307,11 @@ class StreamingJob:
 def run(settings: StreamingSettings | None = None) -> int:
     """Entry point of `python -m spark_streaming run`: serve metrics, run until SIGTERM/SIGINT."""
     s = settings or StreamingSettings()
+    if s.shards > 1 and s.shard is None:  # every shard's query in this one application
+        from spark_streaming.shard_runner import run_in_one_application
+
+        return run_in_one_application(s)
+    s = shard_settings(s)
     pg = postgres_settings()
     if s.database:
         pg = pg.model_copy(update={"database": s.database})

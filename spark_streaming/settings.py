@@ -31,6 +31,22 @@ class StreamingSettings(BaseSettings):
         default_factory=lambda: stack_settings().state_dir / "checkpoints" / "market_stream",
         description="Spark checkpoint folder of the query.",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        description="Queries the input is split into (issue 13): shard i reads the partitions p with "
+        "p % shards == i of each topic (Kafka `assign`), under the query name and checkpoint folder with "
+        "-s<i>of<shards> added and the metrics port plus i * shard_port_step. 1: `subscribe`, as before.",
+    )
+    shard: int | None = Field(
+        default=None,
+        ge=0,
+        description="The shard this process runs (0..shards-1); unset with shards > 1: every shard's query "
+        "in this one Spark application (spark_streaming/shards.py).",
+    )
+    shard_port_step: int = Field(
+        default=100, ge=1, description="Metrics port distance between shards (9109, 9209, ...)."
+    )
     database: str | None = Field(default=None, description="PostgreSQL database; default PG_DATABASE.")
     jars_dir: Path = Field(default_factory=lambda: stack_settings().jars_dir / "spark")
 
