@@ -23,7 +23,8 @@ INGEST_RATE = 'sum(rate(ingest_records_out_total{outcome="delivered"}[1m]))'
 STREAM_RATE = 'sum(rate(streaming_rows_total{kind="tick"}[1m]))'
 LATENCY_P95 = "histogram_quantile(0.95, sum by (le) (rate(streaming_end_to_end_latency_seconds_bucket[5m])))"
 KAFKA_LAG = "max(streaming_kafka_offsets_behind_latest)"
-HEARTBEAT_AGE = "time() - max(streaming_heartbeat_timestamp_seconds)"
+# the stalest query: with shards (STREAM_SHARDS), the stream is only as alive as its slowest shard
+HEARTBEAT_AGE = "time() - min(streaming_heartbeat_timestamp_seconds)"
 TARGETS_UP = "up"
 
 COMPONENTS = {

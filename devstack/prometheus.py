@@ -37,16 +37,18 @@ def render_config(prometheus: PrometheusSettings, kafka: KafkaSettings) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _pipeline_addresses() -> dict[str, str]:
+def _pipeline_addresses() -> dict[str, str | list[str]]:
     """Where the ingest service, the streaming job and the dashboard serve /metrics (their settings)."""
     from dashboard.settings import dashboard_settings
     from ingest.settings import ingest_settings
     from spark_streaming.settings import StreamingSettings
+    from spark_streaming.shards import shard_settings
 
     ingest, stream, dashboard = ingest_settings(), StreamingSettings(), dashboard_settings()
+    shards = [shard_settings(stream, i) for i in range(stream.shards)]  # each shard serves its own port
     return {
         "ingest": f"{ingest.metrics_host}:{ingest.metrics_port}",
-        "stream": f"{stream.metrics_host}:{stream.metrics_port}",
+        "stream": [f"{s.metrics_host}:{s.metrics_port}" for s in shards],
         "dashboard": f"{dashboard.host}:{dashboard.metrics_port}",
     }
 
