@@ -31,6 +31,7 @@ from devstack.demo import Background
 from devstack.process import read_pid
 from orchestration.alerts import alert
 from orchestration.settings import AirflowSettings, airflow_settings
+from spark_streaming.checkpoint import checkpoint_offsets
 from spark_streaming.settings import StreamingSettings
 
 log = logging.getLogger(__name__)
@@ -97,22 +98,6 @@ def _heartbeat(s: AirflowSettings, pg: PostgresSettings) -> tuple | None:
             return cur.fetchone()
     finally:
         conn.close()
-
-
-def checkpoint_offsets(checkpoint_dir: Path, batch_id: int) -> dict[str, dict[int, int]]:
-    """End offsets of batch `batch_id` per topic and partition, from the checkpoint's offset log."""
-    path = checkpoint_dir / "offsets" / str(batch_id)
-    lines = path.read_text().splitlines()
-    offsets: dict[str, dict[int, int]] = {}
-    for line in lines[2:]:  # "v1", the batch's metadata, then one JSON line per source
-        try:
-            source = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(source, dict):
-            for topic, parts in source.items():
-                offsets.setdefault(topic, {}).update({int(p): int(o) for p, o in parts.items()})
-    return offsets
 
 
 def end_offsets(topics: list[str], timeout_s: float = 10.0) -> dict[str, dict[int, int]]:

@@ -28,10 +28,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from common.db import DatabaseUnavailable
 from common.settings import PostgresSettings, contract_settings, kafka_settings, postgres_settings
 from spark_streaming import indicators as ind
+from spark_streaming.checkpoint import batch_range, last_committed_batch
 from spark_streaming.jvm import HADOOP_LOCAL_FS, NIO_LOCAL_FS, nio_local_fs_jar
 from spark_streaming.letters import rejected_letters
 from spark_streaming.metrics import ProgressListener, StreamingMetrics
 from spark_streaming.parse import parse_bars, parse_deadletters, parse_ticks
+from spark_streaming.pipeline import SinkPipeline
 from spark_streaming.settings import StreamingSettings
 from spark_streaming.shards import shard_settings, source_option
 from spark_streaming.sink import BatchFrames, BatchOutcome, PostgresSink
@@ -183,6 +185,7 @@ class StreamingJob:
         self._stop = threading.Event()
         self._query = None
         self._last_beat = 0.0
+        self._pipeline = SinkPipeline()
 
     # --- the foreachBatch function --------------------------------------------------------------
     def handle_batch(self, df: DataFrame, batch_id: int) -> None:
@@ -192,19 +195,38 @@ class StreamingJob:
         t1 = time.perf_counter()
         frames = frames_from_records(records, s)
         t2 = time.perf_counter()
+        steps = {"collect": t1 - t0, "parse": t2 - t1}
+        if not s.pipelined_sink:
+            self._write_and_record(batch_id, frames, steps)
+            return
+        # the previous batch must be in PostgreSQL before Spark may commit this one (pipeline.py)
+        self._pipeline.wait()
+        steps["wait_previous"] = time.perf_counter() - t2
+        self._pipeline.submit(lambda: self._write_and_record(batch_id, frames, steps))
+
+    def _write_and_record(self, batch_id: int, frames: BatchFrames, steps: dict[str, float]) -> None:
+        t = time.perf_counter()
         outcome = self._write_with_retry(batch_id, frames)
-        outcome.steps = {"collect": t1 - t0, "parse": t2 - t1, **outcome.steps}
+        outcome.steps = {**steps, **outcome.steps}
         log.info(
             "event=batch_timing batch_id=%d rows=%d collect_s=%.3f parse_s=%.3f sink_s=%.3f",
             batch_id,
-            len(records),
-            t1 - t0,
-            t2 - t1,
-            time.perf_counter() - t2,
+            frames.input_rows,
+            steps["collect"],
+            steps["parse"],
+            time.perf_counter() - t,
         )
         self.metrics.record_batch(outcome)
         if self.keep_outcomes:
             self.outcomes.append(outcome)
+
+    def close(self) -> None:
+        """Finish the batch in flight and stop the writer thread."""
+        self._pipeline.close()
+
+    def flush(self) -> None:
+        """Wait until every batch handed to the sink is written (raises a failed write)."""
+        self._pipeline.wait()
 
     def _write_with_retry(self, batch_id: int, frames: BatchFrames) -> BatchOutcome:
         @retry(
@@ -283,8 +305,9 @@ class StreamingJob:
         s = self.settings
         restarts, backoff = 0, s.restart_backoff_s
         while not self._stop.is_set():
-            query = self.start(spark)
             try:
+                self.replay_uncommitted(spark)
+                query = self.start(spark)
                 query.awaitTermination()
                 if self._stop.is_set() or query.exception() is None:
                     return 0
@@ -292,6 +315,8 @@ class StreamingJob:
                 if self._stop.is_set():
                     return 0
                 log.error("event=query_failed error=%s", str(exc).strip().splitlines()[0][:500])
+            finally:
+                self._pipeline.drain()  # a stop commits the batch in flight; a failed one is replayed next
             self.sink.reset()
             restarts += 1
             self.metrics.restarts.inc()
@@ -302,6 +327,37 @@ class StreamingJob:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, s.restart_backoff_max_s)
         return 0
+
+    def replay_uncommitted(self, spark: SparkSession) -> int | None:
+        """Write the newest batch Spark committed if PostgreSQL's ledger lacks it, reading its offsets
+        again from Kafka: the job died while that batch was in flight (spark_streaming/pipeline.py).
+        Returns the batch id replayed, or None."""
+        s = self.settings
+        batch_id = last_committed_batch(s.checkpoint_dir)
+        if batch_id is None or self.sink.committed(batch_id):
+            return None
+        batch = batch_range(s.checkpoint_dir, batch_id)
+        log.warning(
+            "event=batch_replaying batch_id=%d reason=committed_by_spark_not_in_ledger from=%s to=%s",
+            batch_id,
+            batch.starting_json(),
+            batch.ending_json(),
+        )
+        df = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", kafka_settings().bootstrap_servers)
+            .option("assign", batch.assign_json())
+            .option("startingOffsets", batch.starting_json())
+            .option("endingOffsets", batch.ending_json())
+            .option("failOnDataLoss", "false")
+            .load()
+        )
+        t0 = time.perf_counter()
+        records = collect_records(df)
+        t1 = time.perf_counter()
+        frames = frames_from_records(records, s)
+        self._write_and_record(batch_id, frames, {"collect": t1 - t0, "parse": time.perf_counter() - t1})
+        return batch_id
 
 
 def run(settings: StreamingSettings | None = None) -> int:
@@ -339,6 +395,7 @@ def run(settings: StreamingSettings | None = None) -> int:
     try:
         return job.run_forever(spark)
     finally:
+        job.close()
         job.sink.beat("stopped")
         job.sink.close()
         spark.stop()

@@ -67,6 +67,12 @@ class StreamingSettings(BaseSettings):
         description="Kafka source's minPartitions (None: one Spark input partition per Kafka partition). "
         "The batch is still collected by one task (coalesce(1)).",
     )
+    pipelined_sink: bool = Field(
+        default=True,
+        description="Write batch N to PostgreSQL on a background thread while Spark reads batch N+1 "
+        "(one batch in flight; a batch Spark committed but the ledger lacks is replayed from Kafka at the "
+        "next start: spark_streaming/pipeline.py). False: the handler writes before Spark commits.",
+    )
     driver_memory: str = "1g"
     driver_host: str = Field(default="127.0.0.1", description="Address the driver binds and executors call.")
     executor_memory: str = Field(default="512m", description="Per executor, on a standalone cluster.")

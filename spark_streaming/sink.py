@@ -45,6 +45,8 @@ from spark_streaming.landing import (
     to_arrow,
 )
 
+_LEDGER_CHECK = "select 1 from rt.stream_ledger where query_id = %s and batch_id = %s"
+
 _ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, pa.ArrowException)
 """A batch that fails with one of these is written again in careful mode (module docstring)."""
 
@@ -378,6 +380,12 @@ class PostgresSink:
         log.info("event=state_loaded query_id=%s symbols=%d open_bars=%d", q, len(rows), len(open_bars))
         return _Cache(states, open_bars, max_event)
 
+    def committed(self, batch_id: int) -> bool:
+        """Whether the ledger holds this batch of the query (it committed)."""
+        with self._connection().cursor() as cur:
+            cur.execute(_LEDGER_CHECK, (self.query_id, batch_id))
+            return cur.fetchone() is not None
+
     def state_rows(self) -> int:
         c = self._cache
         return 0 if c is None else len(c.states.index) + len(c.open_bars)
@@ -418,9 +426,7 @@ class PostgresSink:
         partitions = None if careful else self._partitions
         with _Transaction(conn, self._partitions) as tx:
             cur = tx.cur
-            tx.begin_with(
-                "select 1 from rt.stream_ledger where query_id = %s and batch_id = %s", (q, batch_id)
-            )
+            tx.begin_with(_LEDGER_CHECK, (q, batch_id))
             if cur.fetchone() is not None:
                 log.info("event=batch_skipped query_id=%s batch_id=%d reason=already_committed", q, batch_id)
                 return BatchOutcome(batch_id, skipped=True, seconds=time.perf_counter() - started)

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from common.contract import Topic
+from common.db import connect
 from common.migrate import drop_database, migrate
 from common.settings import postgres_settings
 from devstack.postgres import Postgres
 from devstack.process import port_open
+from spark_streaming.checkpoint import checkpoint_offsets, last_committed_batch
 from spark_streaming.feed import delete_topics, producer, tick_value
 from tests.conftest import end_offsets
 from tests.spark_streaming.helpers import (
@@ -124,6 +126,56 @@ def test_three_sigkills_mid_run_give_the_same_tables_as_an_uninterrupted_run(boo
         delete_topics(bootstrap_servers, topics.values())
         drop_database(pg_ref)
         drop_database(pg_kill)
+
+
+def test_a_batch_spark_committed_while_its_write_was_in_flight_is_replayed_after_a_sigkill(
+    bootstrap_servers, tmp_path
+):
+    """The pipelined sink's window (spark_streaming/pipeline.py): Spark has committed batch 0 in its
+    checkpoint while PostgreSQL has not, the job dies; the next start writes it from Kafka again."""
+    tag = uuid.uuid4().hex[:6].upper()
+    topics = private_topics(bootstrap_servers, tag.lower())
+    items = _input(tag, int(time.time() * 1000))
+    produce(bootstrap_servers, topics[Topic.TICKS], items)
+    pg = private_database(f"test_stream_inflight_{tag.lower()}")
+    job = JobProcess(tmp_path, topics, pg, max_offsets_per_trigger=400, allowed_lateness_ms=600_000)
+    checkpoint = tmp_path / "checkpoint"
+    try:
+        # hold the ledger: the sink's first statement of batch 0 (its ledger check) waits on the lock
+        blocker = connect("admin", pg)
+        with blocker.cursor() as cur:
+            cur.execute("lock table rt.stream_ledger in access exclusive mode")
+        job.start()
+        wait_for(lambda: (checkpoint / "commits" / "0").exists(), 240, "Spark to commit batch 0")
+        job.kill()
+        blocker.rollback()
+        blocker.close()
+        assert query(pg, "select count(*) from rt.stream_ledger")[0][0] == 0  # batch 0 was in flight
+        job.start()
+        ends = {topics[Topic.TICKS]: end_offsets(bootstrap_servers, topics[Topic.TICKS])}
+
+        def caught_up() -> bool:  # Spark read every record and the ledger holds its newest batch
+            last = last_committed_batch(checkpoint)
+            done = checkpoint_offsets(checkpoint, last).get(topics[Topic.TICKS], {})
+            ledger = query(pg, "select max(batch_id) from rt.stream_ledger")[0][0]
+            return done == ends[topics[Topic.TICKS]] and ledger == last
+
+        wait_for(caught_up, 240, "the restarted job to read and write every record")
+        ids = [r[0] for r in query(pg, "select batch_id from rt.stream_ledger order by 1")]
+        assert ids == list(range(len(ids)))  # every batch once
+        assert query(pg, "select sum(input_rows) from rt.stream_ledger")[0][0] == len(items)
+        valid = {(sym, value) for sym, value in items if value != b"{not json"}
+        assert query(pg, "select count(*) from raw.ticks")[0][0] == len(valid)
+        malformed = sum(1 for _, value in items if value == b"{not json")
+        assert (
+            query(pg, "select count(*) from raw.dead_letters where reason = 'malformed_json'")[0][0]
+            == malformed
+        )
+        assert "event=batch_replaying batch_id=0 " in job.log_path.read_text(errors="replace")
+    finally:
+        job.stop()
+        delete_topics(bootstrap_servers, topics.values())
+        drop_database(pg)
 
 
 @pytest.mark.stack
