@@ -42,6 +42,8 @@ def run(
     bars_topic: str = typer.Option(None, help="Bars topic (default from the contract)."),
     deadletter_topic: str = typer.Option(None, help="Dead-letter topic (default from the contract)."),
     metrics_port: int = typer.Option(None, help="Prometheus port; 0 disables it."),
+    shards: int = typer.Option(None, help="Split the input into this many queries (default 1)."),
+    shard: int = typer.Option(None, help="The shard to run (0..shards-1); unset: every shard, one app."),
     log_level: str = typer.Option("INFO", help="Python log level."),
 ) -> None:
     """Run the streaming query until SIGTERM/SIGINT, restarting it from its checkpoint after failures."""
@@ -60,15 +62,22 @@ def run(
         bars_topic=bars_topic,
         deadletter_topic=deadletter_topic,
         metrics_port=metrics_port,
+        shards=shards,
+        shard=shard,
     )
     raise typer.Exit(run_job(s))
 
 
 @app.command()
 def settings() -> None:
-    """Show the effective settings."""
+    """Show the effective settings (a shard's own query name, checkpoint and port with STREAM_SHARD)."""
+    from spark_streaming.shards import shard_settings
+
+    s = StreamingSettings()
+    if s.shards == 1 or s.shard is not None:
+        s = shard_settings(s)
     table = Table("setting", "value", title="spark_streaming settings")
-    for k, v in StreamingSettings().model_dump().items():
+    for k, v in s.model_dump().items():
         table.add_row(k, str(v))
     Console().print(table)
 
