@@ -167,9 +167,12 @@ on conflict (query_id) do update set max_event_time_ms = excluded.max_event_time
     last_batch_id = excluded.last_batch_id, query_name = excluded.query_name, updated_at = now()
 """
 
-_LEDGER = """
-insert into rt.stream_ledger (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows)
-values (%(q)s, %(batch)s, %(name)s, %(input)s, %(ticks)s, %(dead)s)
+# min_bar_start: the earliest bar the batch wrote ('infinity': none); dbt's staging reads rt.bars_1m and
+# rt.indicators_1m from it on (stream_written_since_last_run, dbt_project/macros/watermark.sql)
+_LEDGER = f"""
+insert into rt.stream_ledger (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows, min_bar_start)
+values (%(q)s, %(batch)s, %(name)s, %(input)s, %(ticks)s, %(dead)s,
+        coalesce({TS.format("%(min_bar_start_ms)s::bigint")}, 'infinity'))
 """
 
 _HEARTBEAT = """
@@ -478,6 +481,7 @@ class PostgresSink:
                 input=frames.input_rows,
                 ticks=len(fresh),
                 dead=len(dead),
+                min_bar_start_ms=int(result.bars["bar_start_ms"].min()) if not result.bars.empty else None,
             )
             # every upsert, the state, the ledger row, the heartbeat and COMMIT: one round trip
             tx.commit_with(statements, params)

@@ -14,7 +14,7 @@ from common.db import connect
 from spark_streaming import indicators as ind
 from spark_streaming.landing import land_ticks
 from spark_streaming.sink import _TEMP_TABLES, BatchFrames, PostgresSink
-from tests.spark_streaming.helpers import private_database, query
+from tests.spark_streaming.helpers import private_database, query, wait_for
 
 
 def _ticks(symbols: list[str], times: list[int], offset0: int = 0) -> pd.DataFrame:
@@ -145,3 +145,50 @@ def test_a_partition_dropped_after_the_sink_made_it_is_made_again_and_its_ticks_
         assert query(landing_db, "select count(*) from raw.ticks_p20010304") == [(4,)]
     finally:
         sink.close()
+
+
+def _update_counts(db, parent: str, partition: str) -> tuple[int, int]:
+    """(updates, HOT updates) of one partition of `parent`, from pg_stat_user_tables."""
+    rows = query(
+        db,
+        "select s.n_tup_upd, s.n_tup_hot_upd from pg_stat_user_tables s"
+        " where s.schemaname = %s and s.relname = %s",
+        tuple(f"{parent}_p{partition}".split(".")),
+    )
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+
+def test_the_sinks_revisions_of_open_bars_are_hot_updates(landing_db):
+    # issue 14: each batch revises the open bar of its symbols in rt.bars_1m and rt.indicators_1m; no
+    # index column changes (V024 keeps no index on updated_at), so PostgreSQL updates them in place
+    # (HOT: no new index entries). V021's BRIN index on updated_at made every one of them non-HOT.
+    query_id = f"test-hot-{uuid.uuid4()}"
+    sink = PostgresSink(landing_db, "test_hot", lambda: query_id, 5_000, 120_000, ind.SignalThresholds())
+    minute = int(datetime(2001, 5, 6, 14, 30, tzinfo=UTC).timestamp() * 1000)
+    symbols = ["HA", "HB", "HC"]
+    batches = 12  # a tick every 4 s of the minute: the bar stays open (allowed lateness 5 s)
+    try:
+        outcomes = [
+            sink.write(b, _sink_frames(_ticks(symbols, [minute + 4_000 * b] * 3, offset0=3 * b)))
+            for b in range(batches)
+        ]
+    finally:
+        sink.close()  # a backend's statistics reach pg_stat_user_tables when it ends (or idles a while)
+    assert [o.fresh_ticks for o in outcomes] == [3] * batches
+    assert query(
+        landing_db,
+        "select count(*), bool_or(is_final), max(trade_count) from rt.bars_1m where symbol = any(%s)",
+        (symbols,),
+    ) == [(3, False, batches)]
+    expected = (batches - 1) * len(symbols)  # the first batch inserts, each later one updates
+    for parent in ("rt.bars_1m", "rt.indicators_1m"):
+        counts: list[tuple[int, int]] = []
+
+        def flushed(parent=parent, counts=counts) -> bool:
+            counts.append(_update_counts(landing_db, parent, "20010506"))
+            return counts[-1][0] >= expected
+
+        wait_for(flushed, 30, f"{parent}'s update count in pg_stat_user_tables")
+        updates, hot = counts[-1]
+        assert updates == expected, parent
+        assert hot == updates, f"{parent}: {hot} of {updates} updates HOT"
