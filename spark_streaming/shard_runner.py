@@ -47,7 +47,11 @@ def run_in_one_application(s: StreamingSettings) -> int:
     codes = [0] * len(jobs)
 
     def _run(i: int) -> None:
-        codes[i] = jobs[i].run_forever(spark)
+        try:
+            codes[i] = jobs[i].run_forever(spark)
+        except Exception:
+            log.exception("event=shard_failed shard=%d", i)
+            codes[i] = 1
 
     threads = [threading.Thread(target=_run, args=(i,), name=f"shard-{i}") for i in range(len(jobs))]
     log.info("event=shards_starting shards=%d master=%s database=%s", len(jobs), s.master, pg.database)
