@@ -32,7 +32,7 @@ from tests.spark_streaming.helpers import (
 )
 from tests.spark_streaming.test_recovery import TABLES, _input, _snapshot
 
-pytestmark = [pytest.mark.slow, pytest.mark.stack]
+pytestmark = pytest.mark.slow
 
 
 def _clock_ticks(bootstrap: str, topic: str, tag: str, at_ms: int, now: int) -> int:
