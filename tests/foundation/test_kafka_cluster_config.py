@@ -1,6 +1,6 @@
 """How a 1- or 3-node KRaft cluster is laid out from KafkaSettings: ports, quorum, replication,
-scrape targets. (The cluster itself is started and a broker killed in
-tests/spark_streaming/test_broker_failover.py.)"""
+scrape targets. (The cluster itself is started by `devstack up`, checked by `status` and Prometheus,
+and a broker killed in tests/spark_streaming/test_broker_failover.py.)"""
 
 from __future__ import annotations
 
