@@ -258,5 +258,14 @@ def load_rt_minutes(
         )
         _copy(cur, "rt.indicators_1m", ("symbol", "bar_start", "close", "is_final"), indicators)
         _copy(cur, "rt.signals", ("symbol", "signal_time", "signal_type", "value", "threshold"), signals)
+        # the ledger row the stream's sink writes with its bars: dbt's staging reads rt.bars_1m and
+        # rt.indicators_1m by its min_bar_start (stream_written_since_last_run in macros/watermark.sql)
+        cur.execute(
+            "insert into rt.stream_ledger (query_id, batch_id, query_name, input_rows, tick_rows, dead_rows,"
+            " min_bar_start)"
+            " select 'sample_data', coalesce(max(batch_id) + 1, 0), 'sample_data', 0, 0, 0, %s"
+            " from rt.stream_ledger where query_id = 'sample_data'",
+            (start,),
+        )
     conn.commit()
     return count

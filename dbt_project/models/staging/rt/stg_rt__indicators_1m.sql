@@ -5,9 +5,11 @@
     )
 }}
 
+-- depends_on: {{ source('rt', 'stream_ledger') }}
+
 with source_indicators as (
     select * from {{ source('rt', 'indicators_1m') }}
-    where {{ landed_since_last_run('updated_at') }}
+    where {{ stream_written_since_last_run('updated_at', 'bar_start') }}
 ),
 
 renamed as (
