@@ -91,6 +91,7 @@ def _cpu(jobs: list[JobProcess], workers) -> dict[str, float]:
     busy = psutil.cpu_times()
     return {
         "drivers": sum(_tree_cpu_s(j.proc.pid) for j in jobs if j.proc is not None),
+        "drivers_python": sum(_own_cpu_s(j.proc.pid) for j in jobs if j.proc is not None),  # JVM: the rest
         "executors": sum(_tree_cpu_s(w.pid()) - _own_cpu_s(w.pid()) for w in workers if w.pid()),
         "postgres": _named_cpu_s(lambda name, _cmd: name.startswith("postgres")),
         "kafka": _named_cpu_s(lambda _name, cmd: "kafka.Kafka" in cmd),
