@@ -53,12 +53,19 @@
 {% macro stream_written_since_last_run(column='updated_at', bar_column='bar_start') -%}
     {%- if is_incremental() -%}
         {{ column }} >= {{ last_run_watermark() }}
-        and {{ bar_column }} >= (
-            select coalesce(min(ledger.min_bar_start), 'infinity'::timestamptz)
-            from {{ source('rt', 'stream_ledger') }} as ledger
-            where ledger.committed_at >= {{ last_run_watermark() }}
-        )
+        and {{ bar_column }} >= {{ stream_bar_bound(last_run_watermark()) }}
     {%- else -%}
         true
     {%- endif -%}
+{%- endmacro %}
+
+{#- The earliest bar_start among the rows the stream wrote to rt.bars_1m / rt.indicators_1m at or
+    after `since` (an SQL timestamptz expression): the smallest min_bar_start of the ledger rows
+    committed since then ('infinity' if none). See stream_written_since_last_run for why it holds. -#}
+{% macro stream_bar_bound(since) -%}
+    (
+        select coalesce(min(ledger.min_bar_start), 'infinity'::timestamptz)
+        from {{ source('rt', 'stream_ledger') }} as ledger
+        where ledger.committed_at >= {{ since }}
+    )
 {%- endmacro %}

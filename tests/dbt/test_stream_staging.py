@@ -8,6 +8,7 @@ backlog: a bound taken from the wall clock (the watermark less the idle-close ti
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -116,3 +117,24 @@ def test_incremental_staging_picks_up_a_late_revision_of_an_older_bar_the_sink_w
     # the later runs took the bounded incremental read, not a full load
     compiled = target / "compiled" / "marketpipe" / "models" / "staging" / "rt" / "stg_rt__bars_1m.sql"
     assert "stream_ledger" in compiled.read_text()
+
+
+def test_the_rt_source_tests_bounded_by_the_ledger_still_see_rows_landed_late(stream_db):
+    # runs after the test above: rt.bars_1m holds six bars three hours old, written by the sink
+    # within the last minutes. recency_within and landing_latency_within read rt.bars_1m by
+    # updated_at, bounded by bar_start from the ledger ('stream_landed_within' in _rt__sources.yml):
+    # the bars are young by landing time and every one of them landed three hours after its minute
+    settings, target = stream_db
+    assert query(
+        settings, "select count(*) from rt.bars_1m where bar_start < now() - interval '2 hours'"
+    ) == [(6,)]
+    result = run_dbt(["test", "--select", "source:rt.bars_1m"], database=DATABASE, target_path=target)
+    assert result.returncode in (0, 1), result.stdout[-3000:]
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    results = [r for r in results if r["unique_id"].startswith("test.")]
+    outcome = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results}
+    assert outcome == {
+        "source_recency_within_rt_bars_1m_updated_at__15_minutes": ("pass", 0),
+        "source_landing_latency_within_rt_bars_1m_bar_start__updated_at__5_minutes": ("warn", 6),
+    }
+    assert all("stream_ledger" in r["compiled_code"] for r in results)

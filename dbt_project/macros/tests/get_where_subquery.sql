@@ -3,7 +3,10 @@
     written since it last passed (recent_slice_condition); var dq_test_window = 'all' tests every
     row. Tests that compare rows with other rows (SLICE_AWARE_TESTS) get the whole relation and use
     recent_slice_condition() themselves: they check the keys or series touched by recent rows
-    against all rows. Any other `where` works as in dbt. -#}
+    against all rows. 'stream_landed_within <interval>' (the rt sources' tests) keeps the rows of
+    rt.bars_1m / rt.indicators_1m that the bars the stream wrote within that interval can be: by
+    bar_start, from the sink's ledger (stream_bar_bound), as those tables keep no index on their
+    landing time (V024). Any other `where` works as in dbt. -#}
 {% macro postgres__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set test_name = (model.get('test_metadata', {}) or {}).get('name', '') -%}
@@ -12,6 +15,9 @@
             {%- do return(relation) -%}
         {%- endif -%}
         {%- set where = recent_slice_condition() -%}
+    {%- elif where.startswith('stream_landed_within ') -%}
+        {%- set age = where[('stream_landed_within ' | length):] -%}
+        {%- set where = "bar_start >= " ~ stream_bar_bound("now() - interval '" ~ age ~ "'") -%}
     {%- endif -%}
     {%- if where -%}
         {%- do return("(select * from " ~ relation ~ " where " ~ where ~ ") dbt_subquery") -%}
