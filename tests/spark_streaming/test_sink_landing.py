@@ -180,6 +180,12 @@ def test_the_sinks_revisions_of_open_bars_are_hot_updates(landing_db):
         "select count(*), bool_or(is_final), max(trade_count) from rt.bars_1m where symbol = any(%s)",
         (symbols,),
     ) == [(3, False, batches)]
+    # room in each page for the revisions (V025: the partition policy's fillfactor)
+    assert query(
+        landing_db,
+        "select relname, reloptions from pg_class where relname in"
+        " ('bars_1m_p20010506', 'indicators_1m_p20010506') order by relname",
+    ) == [("bars_1m_p20010506", ["fillfactor=70"]), ("indicators_1m_p20010506", ["fillfactor=70"])]
     expected = (batches - 1) * len(symbols)  # the first batch inserts, each later one updates
     for parent in ("rt.bars_1m", "rt.indicators_1m"):
         counts: list[tuple[int, int]] = []
