@@ -222,7 +222,8 @@ def load_raw_bar_rows(conn, rows: Sequence[tuple]) -> int:
 def load_rt_minutes(
     conn, symbol: str, start: datetime, count: int, seed: int, price: float = 20.0, signal_every: int = 30
 ) -> int:
-    """1-minute bars, indicators (close only) and a signal every `signal_every` bars into rt.*."""
+    """1-minute bars, indicators (close only) and a signal every `signal_every` bars into rt.*, with
+    the ledger row the stream's sink writes with its bars (dbt's staging reads by it)."""
     rng = np.random.default_rng(seed)
     bars, indicators, signals = [], [], []
     for i in range(count):
