@@ -8,7 +8,7 @@
     bar_start, from the sink's ledger (stream_bar_bound), as those tables keep no index on their
     landing time (V024). Any other `where` works as in dbt. -#}
 {% macro postgres__get_where_subquery(relation) -%}
-    {%- set where = config.get('where', '') -%}
+    {%- set where = config.get('where', '') or '' -%}
     {%- set test_name = (model.get('test_metadata', {}) or {}).get('name', '') -%}
     {%- if where == 'recent_slice' -%}
         {%- if var('dq_test_window') == 'all' or test_name in slice_aware_tests() -%}
