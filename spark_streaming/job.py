@@ -196,13 +196,13 @@ class StreamingJob:
         frames = frames_from_records(records, s)
         t2 = time.perf_counter()
         steps = {"collect": t1 - t0, "parse": t2 - t1}
-        if not s.pipelined_sink:
-            self._write_and_record(batch_id, frames, steps)
-            return
         # the previous batch must be in PostgreSQL before Spark may commit this one (pipeline.py)
         self._pipeline.wait()
         steps["wait_previous"] = time.perf_counter() - t2
-        self._pipeline.submit(lambda: self._write_and_record(batch_id, frames, steps))
+        if len(records) >= s.pipeline_min_rows:  # a big batch: written while Spark reads the next
+            self._pipeline.submit(lambda: self._write_and_record(batch_id, frames, steps))
+        else:
+            self._write_and_record(batch_id, frames, steps)
 
     def _write_and_record(self, batch_id: int, frames: BatchFrames, steps: dict[str, float]) -> None:
         t = time.perf_counter()
