@@ -64,6 +64,7 @@ def run_in_one_application(s: StreamingSettings) -> int:
         return max(codes)
     finally:
         for job in jobs:
+            job.close()
             job.sink.beat("stopped")
             job.sink.close()
         spark.stop()
