@@ -138,8 +138,9 @@ def frames_from_records(records: pd.DataFrame, s: StreamingSettings) -> BatchFra
     return BatchFrames(ticks=ticks, bars=bars, dead=dead, input_rows=len(records))
 
 
-def collect_records(df: DataFrame) -> pd.DataFrame:
-    """The micro-batch's Kafka rows on the driver through Arrow, in one task (coalesce: no shuffle)."""
+def collect_records(df: DataFrame, tasks: int = 1) -> pd.DataFrame:
+    """The micro-batch's Kafka rows on the driver through Arrow, read by `tasks` tasks (coalesce: no
+    shuffle)."""
     table = (
         df.select(
             F.col("topic").alias("kafka_topic"),
@@ -149,7 +150,7 @@ def collect_records(df: DataFrame) -> pd.DataFrame:
             "key",
             "value",
         )
-        .coalesce(1)
+        .coalesce(tasks)
         .toArrow()
     )
     return table.to_pandas()
@@ -191,7 +192,7 @@ class StreamingJob:
     def handle_batch(self, df: DataFrame, batch_id: int) -> None:
         s = self.settings
         t0 = time.perf_counter()
-        records = collect_records(df)
+        records = collect_records(df, s.collect_tasks)
         t1 = time.perf_counter()
         frames = frames_from_records(records, s)
         t2 = time.perf_counter()
@@ -353,7 +354,7 @@ class StreamingJob:
             .load()
         )
         t0 = time.perf_counter()
-        records = collect_records(df)
+        records = collect_records(df, s.collect_tasks)
         t1 = time.perf_counter()
         frames = frames_from_records(records, s)
         self._write_and_record(batch_id, frames, {"collect": t1 - t0, "parse": time.perf_counter() - t1})

@@ -67,6 +67,12 @@ class StreamingSettings(BaseSettings):
         description="Kafka source's minPartitions (None: one Spark input partition per Kafka partition). "
         "The batch is still collected by one task (coalesce(1)).",
     )
+    collect_tasks: int = Field(
+        default=1,
+        ge=1,
+        description="Spark tasks that read a batch's Kafka partitions for the driver (coalesce; the "
+        "ticks topic has 6 partitions, read one after another by one task).",
+    )
     pipeline_min_rows: int = Field(
         default=10_000,
         ge=0,
