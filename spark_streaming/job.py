@@ -225,10 +225,6 @@ class StreamingJob:
         """Finish the batch in flight and stop the writer thread."""
         self._pipeline.close()
 
-    def flush(self) -> None:
-        """Wait until every batch handed to the sink is written (raises a failed write)."""
-        self._pipeline.wait()
-
     def _write_with_retry(self, batch_id: int, frames: BatchFrames) -> BatchOutcome:
         @retry(
             retry=retry_if_exception_type(_DB_ERRORS),
