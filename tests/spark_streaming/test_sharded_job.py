@@ -20,7 +20,7 @@ import pytest
 
 from common.contract import TOPICS, Topic, message_key
 from common.migrate import drop_database
-from orchestration.stream_supervisor import checkpoint_offsets
+from spark_streaming.checkpoint import checkpoint_offsets
 from spark_streaming.feed import delete_topics, producer, tick_value
 from tests.spark_streaming.helpers import (
     JobProcess,
