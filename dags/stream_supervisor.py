@@ -1,5 +1,6 @@
-"""stream_supervisor (Airflow DAG): every minute, check the streaming job's process, heartbeat and
-Kafka lag, and restart it when it is dead, hung or stuck (orchestration/stream_supervisor.py)."""
+"""stream_supervisor (Airflow DAG): every minute, check each shard of the streaming job (its process,
+heartbeat and Kafka lag) and restart the shard that is dead, hung or stuck, only that one
+(orchestration/stream_supervisor.py)."""
 
 from datetime import timedelta
 
@@ -9,20 +10,21 @@ from orchestration.dag_defaults import START, default_args
 
 
 @task(execution_timeout=timedelta(minutes=2))
-def check_and_restart() -> dict:
+def check_and_restart() -> list[dict]:
     from orchestration.stream_supervisor import supervise
 
     ctx = get_current_context()
     ti = ctx["ti"]
-    report = supervise(context_ids=(ti.dag_id, ti.task_id, ti.run_id))
-    if report.action == "capped":
-        raise RuntimeError(f"stream restarts capped: {report.reason}")
-    return report.as_dict()
+    reports = supervise(context_ids=(ti.dag_id, ti.task_id, ti.run_id))
+    capped = [f"{r.query_name}: {r.reason}" for r in reports if r.action == "capped"]
+    if capped:  # after every shard was checked: the others were restarted if they needed it
+        raise RuntimeError(f"stream restarts capped: {'; '.join(capped)}")
+    return [r.as_dict() for r in reports]
 
 
 with DAG(
     dag_id="stream_supervisor",
-    description="Restart the Spark streaming job when it is dead, hung or stuck (capped per hour)",
+    description="Restart each shard of the Spark streaming job that is dead, hung or stuck (capped per hour)",
     schedule=timedelta(minutes=1),
     start_date=START,
     catchup=False,

@@ -4,8 +4,9 @@ Needs `make demo` running (stack, ingest's synthetic ticks, the streaming job, A
 stream_supervisor DAG). Faults, one after another, each held for a while:
 
   kafka       the broker stopped, then started again
-  stream      the streaming job killed with SIGKILL (the stream_supervisor DAG should start it again;
-              if it has not after the hold plus two of its periods, chaos starts it and says so)
+  stream      the streaming job killed with SIGKILL, its first shard with STREAM_SHARDS (the
+              stream_supervisor DAG should start it again; if it has not after the hold plus two of
+              its periods, chaos starts it and says so)
   postgres    PostgreSQL stopped, then started again
   scheduler   the Airflow scheduler killed with SIGKILL, then started again
 
@@ -37,7 +38,7 @@ from rich.table import Table
 from common.contract import Topic
 from common.db import connect
 from common.settings import kafka_settings, postgres_settings, prometheus_settings
-from devstack.process import wait_until
+from devstack.process import PidFileProcess, wait_until
 
 TICKS_TOPIC = Topic.TICKS.value
 
@@ -80,14 +81,18 @@ def firing_alerts(states: tuple[str, ...] = ("firing",)) -> set[str]:
 
 
 def stream_lag() -> int | None:
-    """Records of the stream's topics not yet in a committed batch (the supervisor's own measure)."""
+    """Records of the stream's topics not yet in a committed batch (the supervisor's own measure),
+    summed over the demo's shards; None while a shard has no measure."""
+    from devstack.demo import DemoPlan
     from orchestration.settings import airflow_settings
-    from orchestration.stream_supervisor import observe
+    from orchestration.stream_supervisor import observe, shards
 
+    settings = airflow_settings().model_copy(update={"stream_shards": DemoPlan.current().stream_shards})
     try:
-        return observe(airflow_settings()).lag
+        lags = [observe(settings, shard=shard).lag for shard in shards(settings)]
     except Exception:  # a database or broker still coming back
         return None
+    return None if None in lags else sum(lags)
 
 
 def _lag_below(records: int) -> bool:
@@ -107,12 +112,8 @@ def _kill(name: str) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _restart_stream_unless_supervised(wait_s: float) -> str:
-    """Wait up to `wait_s` for the stream_supervisor DAG to bring the job back, else start it."""
-    from orchestration.settings import airflow_settings
-    from orchestration.stream_supervisor import stream_process
-
-    proc = stream_process(airflow_settings())
+def _restart_stream_unless_supervised(proc: PidFileProcess, wait_s: float) -> str:
+    """Wait up to `wait_s` for the stream_supervisor DAG to bring the job (shard) back, else start it."""
     if wait_until(proc.running, wait_s, interval_s=2.0):
         return "stream_supervisor"
     proc.start()
@@ -142,9 +143,9 @@ def faults(holds: dict[str, float] | None = None) -> list[Fault]:
     def hold(name: str, default: float) -> float:
         return holds.get(name, holds.get("*", default))
 
-    from devstack.demo import DemoPlan, processes
+    from devstack.demo import DemoPlan, stream_processes
 
-    stream = processes(DemoPlan.current())["stream"]
+    stream = stream_processes(DemoPlan.current())[0]  # the job, or its first shard
     listed = [
         # TargetDown: up == 0 for 1 min
         Fault(
@@ -161,7 +162,7 @@ def faults(holds: dict[str, float] | None = None) -> list[Fault]:
             "TargetDown",
             hold("stream", 90),
             lambda: os.kill(stream.pid(), signal.SIGKILL) if stream.pid() else None,
-            lambda: _restart_stream_unless_supervised(150 if hold("stream", 90) >= 90 else 5),
+            lambda: _restart_stream_unless_supervised(stream, 150 if hold("stream", 90) >= 90 else 5),
             stream.running,
         ),
         # PostgresDown: pg_up == 0 for 30 s
@@ -337,10 +338,11 @@ def account(start: dict[int, int], end: dict[int, int]) -> Accounting:
 def run(
     console: Console, holds: dict[str, float] | None = None, only: list[str] | None = None
 ) -> tuple[list[FaultReport], Accounting]:
-    from devstack.demo import DemoPlan, processes
+    from devstack.demo import DemoPlan, processes, stream_processes
 
-    procs = processes(DemoPlan.current())
-    if not (procs["stream"].running() and procs["ticks"].running()):
+    plan = DemoPlan.current()
+    procs = processes(plan)
+    if not (all(p.running() for p in stream_processes(plan)) and procs["ticks"].running()):
         raise SystemExit("chaos needs the demo running: `make demo` first")
     start = _ticks_offsets()
     reports = [inject_and_recover(f, console) for f in faults(holds) if only is None or f.name in only]

@@ -7,7 +7,8 @@
 5. a summary of what landed where, and how to look at it.
 
 Background processes (ingest, streaming) have pid files and logs in .state/demo/ and keep running
-until `make demo-stop`.
+until `make demo-stop`. With STREAM_SHARDS=N the streaming job is N processes, shard i in
+.state/demo/stream-s<i>of<N>/ (the stream_supervisor DAG's own, orchestration/stream_supervisor.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ SUMMARY_TABLES = (
 )
 
 
+def _configured_shards() -> int:
+    """Shard processes of the streaming job: AF_STREAM_SHARDS, by default STREAM_SHARDS (1)."""
+    from orchestration.settings import airflow_settings
+
+    return airflow_settings().stream_shards
+
+
 @dataclass(frozen=True)
 class DemoPlan:
     symbols: int = 20
@@ -56,6 +64,8 @@ class DemoPlan:
     seed: int = 7
     source: str = "synthetic"  # or "yahoo": live quotes and daily history from Yahoo Finance
     yahoo_symbols: str = "BTC-USD,ETH-USD,AAPL,MSFT,SPY"  # crypto trades around the clock
+    # the streaming job's shard processes; saved, so demo-stop stops what demo started
+    stream_shards: int = field(default_factory=_configured_shards)
 
     def symbol_names(self) -> list[str]:
         """The demo's symbols: the synthetic source's names (history and ticks share them), or Yahoo's."""
@@ -149,19 +159,14 @@ class Background(PidFileProcess):
 
 
 def processes(plan: DemoPlan) -> dict[str, Background]:
+    """The demo's background processes by name: the streaming job's shards (`stream`, or `stream-s0of2`,
+    `stream-s1of2`, ...), then ingest's synthetic feed (`ticks`) and the dashboard."""
     from dashboard.settings import dashboard_settings
     from ingest.settings import ingest_settings
-    from orchestration.settings import airflow_settings
-    from orchestration.stream_supervisor import stream_process
-    from spark_streaming.settings import StreamingSettings
 
-    stream, ingest, board = StreamingSettings(), ingest_settings(), dashboard_settings()
+    ingest, board = ingest_settings(), dashboard_settings()
     return {
-        # the same command and pid file as the stream_supervisor DAG's (orchestration/stream_supervisor.py)
-        "stream": replace(
-            stream_process(airflow_settings()),
-            probe_url=f"http://{stream.metrics_host}:{stream.metrics_port}/metrics",
-        ),
+        **{p.name: p for p in stream_processes(plan)},
         "ticks": Background(
             "ticks",
             _ticks_args(plan),  # metrics on INGEST_METRICS_PORT
@@ -177,6 +182,21 @@ def processes(plan: DemoPlan) -> dict[str, Background]:
     }
 
 
+def stream_processes(plan: DemoPlan) -> list[Background]:
+    """The streaming job's processes, one per shard (the same commands and pid files as the
+    stream_supervisor DAG's: orchestration/stream_supervisor.py), each probed on its metrics port."""
+    from orchestration.settings import airflow_settings
+    from orchestration.stream_supervisor import shards, stream_process
+    from spark_streaming.settings import StreamingSettings
+
+    settings = airflow_settings().model_copy(update={"stream_shards": plan.stream_shards})
+    host = StreamingSettings().metrics_host
+    return [
+        replace(stream_process(settings, shard), probe_url=f"http://{host}:{shard.metrics_port}/metrics")
+        for shard in shards(settings)
+    ]
+
+
 def _ticks_args(plan: DemoPlan) -> list[str]:
     if plan.source == "yahoo":
         return ["-m", "ingest", "stream", "--symbols", plan.yahoo_symbols]
@@ -185,9 +205,11 @@ def _ticks_args(plan: DemoPlan) -> list[str]:
 
 
 def pipeline_processes() -> dict[str, Background]:
-    """The demo's processes as `make status` lists them."""
-    procs = processes(DemoPlan.current())
-    return {"ingest": procs["ticks"], "stream": procs["stream"], "dashboard": procs["dashboard"]}
+    """The demo's processes as `make status` lists them: ingest, each shard of the stream, the dashboard."""
+    plan = DemoPlan.current()
+    procs = processes(plan)
+    streams = {p.name: p for p in stream_processes(plan)}
+    return {"ingest": procs["ticks"], **streams, "dashboard": procs["dashboard"]}
 
 
 def _count(table: str) -> int | None:
@@ -220,8 +242,11 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
     home = _home()
     plan.save()
     procs = processes(plan)
-    with console.status("starting the streaming job (Spark)..."):
-        procs["stream"].start()
+    streams = stream_processes(plan)
+    shards = f", {len(streams)} shards" if len(streams) > 1 else ""
+    with console.status(f"starting the streaming job (Spark{shards})..."):
+        for stream in streams:
+            stream.start()
     symbols = plan.symbol_names()
     if plan.source == "yahoo":
         history = _yahoo_history(plan, console)
@@ -245,10 +270,8 @@ def run(plan: DemoPlan, console: Console, wait_s: float = 240.0) -> None:
             interval_s=2.0,
         )
     if not landed:
-        raise StackError(
-            f"the streaming job did not land the demo data within {wait_s:.0f} s; "
-            f"see {procs['stream'].log_file}: {tail(procs['stream'].log_file, 3)}"
-        )
+        logs = "; ".join(f"{s.log_file}: {tail(s.log_file, 3)}" for s in streams)
+        raise StackError(f"the streaming job did not land the demo data within {wait_s:.0f} s; see {logs}")
     console.print("building the dbt project (staging, marts, quality score)")
     build = subprocess.run([_python(), "-m", "dbt_project", "build"], cwd=PROJECT_ROOT)
     if build.returncode != 0:
@@ -331,11 +354,11 @@ def summary(console: Console) -> None:
     console.print(table)
     console.print(f"data-quality score (last dbt build): {_quality_score()}")
     from ingest.settings import ingest_settings
-    from spark_streaming.settings import StreamingSettings
 
+    ports = ", :".join(s.address.rpartition(":")[2] for s in stream_processes(DemoPlan.current()))
     console.print(
         f"Prometheus: {prometheus_settings().url}  (ingest metrics :{ingest_settings().metrics_port}, "
-        f"stream metrics :{StreamingSettings().metrics_port})"
+        f"stream metrics :{ports})"
     )
     console.print("dbt docs: make docs   ·   stop the demo's ingest and stream: make demo-stop")
 

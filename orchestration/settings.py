@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import PROJECT_ROOT, stack_settings
+
+if TYPE_CHECKING:
+    from spark_streaming.settings import StreamingSettings
 
 
 class AirflowSettings(BaseSettings):
@@ -119,6 +123,13 @@ class AirflowSettings(BaseSettings):
         default_factory=lambda: _stream_metrics_port(),
         description="Metrics port of the supervised job; default the stream's own (STREAM_METRICS_PORT).",
     )
+    stream_shards: int = Field(
+        default_factory=lambda: _streaming().shards,
+        ge=1,
+        description="Shard processes of the supervised job (STREAM_SHARD=0..n-1), each watched and restarted "
+        "on its own: query name, checkpoint folder, metrics port, pid file and restart cap with the shard's "
+        "suffix (spark_streaming/shards.py); default the stream's own (STREAM_SHARDS).",
+    )
     stream_heartbeat_stale_s: float = Field(
         default=60.0, description="A heartbeat older than this means the job is dead or hung."
     )
@@ -140,10 +151,14 @@ class AirflowSettings(BaseSettings):
         return self.home / "passwords.json"
 
 
-def _stream_metrics_port() -> int:
+def _streaming() -> StreamingSettings:
     from spark_streaming.settings import StreamingSettings
 
-    return StreamingSettings().metrics_port
+    return StreamingSettings()
+
+
+def _stream_metrics_port() -> int:
+    return _streaming().metrics_port
 
 
 @lru_cache
