@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from spark_streaming import indicators as ind
 from spark_streaming import parse as parse_module
 from spark_streaming import sink as sink_module
 from spark_streaming.feed import create_topics, delete_topics, producer, tick_value
-from spark_streaming.job import StreamingJob, build_session
+from spark_streaming.job import StreamingJob, build_session, collect_records, kafka_records
 from spark_streaming.metrics import StreamingMetrics
 from spark_streaming.parse import parse_ticks
 from spark_streaming.settings import StreamingSettings
@@ -51,19 +52,28 @@ from spark_streaming.sink import BatchFrames, PostgresSink
 DATABASE = "bench_streaming"
 
 
-def _paced_producer(bootstrap: str, topic: str, rate, stop, symbols: int, seed: int) -> None:
+def _paced_producer(bootstrap: str, topic: str, rate, linger_ms, stop, symbols: int, seed: int) -> None:
     """Ticks at `rate.value` per second (changed by the parent between segments) until `stop` is set,
-    each with ingest_time = now."""
+    each with ingest_time = now; the producer is made again when the parent changes `linger_ms.value`."""
     rng = np.random.default_rng(seed)
     names = [f"B{i:05d}" for i in range(symbols)]
     prices = 100.0 * np.exp(rng.normal(0, 0.3, symbols))
+
     # the ingest service's own producer settings (linger 20 ms, lz4, idempotent): the latency measured
     # is the product's, from the tick's ingest_time through ingest's batching to the committed row
-    p = Producer(producer_config(bootstrap, IngestSettings()))
+    def make(linger: int) -> Producer:
+        return Producer(producer_config(bootstrap, IngestSettings(linger_ms=linger)))
+
+    linger = linger_ms.value
+    p = make(linger)
     last = time.monotonic()
     credit = 0.0
     last_ms = np.zeros(symbols, dtype=np.int64)
     while not stop.is_set():
+        if linger_ms.value != linger:
+            p.flush(30)
+            linger = linger_ms.value
+            p = make(linger)
         now_s = time.monotonic()
         credit += rate.value * (now_s - last)
         last = now_s
@@ -119,7 +129,13 @@ class _Run:
     """A private job on private topics and the bench database, in this process."""
 
     def __init__(
-        self, spark, tag: str, topics: dict[Topic, str], ckpt: Path | None = None, **overrides
+        self,
+        spark,
+        tag: str,
+        topics: dict[Topic, str],
+        ckpt: Path | None = None,
+        job_class: type[StreamingJob] = StreamingJob,
+        **overrides,
     ) -> None:
         self.keep_ckpt = ckpt is not None  # a checkpoint given is the caller's (a query run in turns)
         self.ckpt = ckpt or Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{tag}-"))
@@ -135,7 +151,7 @@ class _Run:
             **overrides,
         )
         pg = postgres_settings().model_copy(update={"database": DATABASE})
-        self.job = StreamingJob(self.settings, pg, StreamingMetrics())
+        self.job = job_class(self.settings, pg, StreamingMetrics())
         self.job.keep_outcomes = True
         self.thread = threading.Thread(target=self.job.run_forever, args=(spark,), daemon=True)
 
@@ -210,14 +226,38 @@ def _latencies_s(outcomes) -> np.ndarray:
     return np.concatenate(parts) / 1e3 if parts else np.empty(0)
 
 
-VARIANTS: dict[str, dict] = {
-    # every batch written before Spark commits it (what the job's default does with batches under
-    # pipeline_min_rows, i.e. a steady feed; the fetch wait A/B before this, 10 against 0 ms, is in
-    # docs/STREAMING.md), against every batch written while Spark reads the next (spark_streaming/pipeline.py)
-    "serial_sink": {"pipeline_min_rows": 2**31 - 1},
-    "pipelined_sink": {"pipeline_min_rows": 0},
+class _PlanPerBatchJob(StreamingJob):
+    """The job as it was before issue 14's fourth run: the Kafka rows shaped (select, coalesce) by the
+    handler, so every batch analysed a new plan through py4j; the query's plan is the bare source."""
+
+    def stream_records(self, source):
+        return source
+
+    def batch_records(self, df):
+        return collect_records(kafka_records(df, self.settings.collect_tasks))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the latency A/B: the job's class, its settings, and the producer's linger.ms."""
+
+    job: type[StreamingJob] = StreamingJob
+    settings: dict = field(default_factory=dict)
+    linger_ms: int = IngestSettings().linger_ms
+
+
+VARIANTS: dict[str, Variant] = {
+    # the first is the baseline the others are divided by. The earlier A/Bs (fetch wait 10 against
+    # 0 ms; every batch written while Spark reads the next, spark_streaming/pipeline.py; 2 collecting
+    # tasks) are in docs/STREAMING.md
+    "default": Variant(),
+    "plan_per_batch": Variant(job=_PlanPerBatchJob),
+    "linger_5ms": Variant(linger_ms=5),
 }
-"""The A/B of the latency benchmark: settings of the same query (one checkpoint, one JVM), in turns."""
+"""The A/B of the latency benchmark, alternated on the same query (one checkpoint, one JVM)."""
+
+SERIAL_SINK = {"pipeline_min_rows": 2**31 - 1}
+"""Every batch written before Spark commits it: the drain's baseline against the pipelined default."""
 
 _SPARK_STEPS = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
 
@@ -235,10 +275,11 @@ class _Series:
         self.ckpt = Path(tempfile.mkdtemp(prefix=f"bench-ckpt-{self.tag}-"))
         ctx = mp.get_context("spawn")
         self.rate = ctx.Value("d", 0.0)
+        self.linger_ms = ctx.Value("i", IngestSettings().linger_ms)
         self.stop = ctx.Event()
         self.producer = ctx.Process(
             target=_paced_producer,
-            args=(self.bootstrap, self.topics[Topic.TICKS], self.rate, self.stop, symbols, 7),
+            args=(self.bootstrap, self.topics[Topic.TICKS], self.rate, self.linger_ms, self.stop, symbols, 7),
         )
         # Spark keeps the last 100 progress reports per query: fewer than a segment's batches
         spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "5000")
@@ -255,7 +296,9 @@ class _Series:
         shutil.rmtree(self.ckpt, ignore_errors=True)
 
     def run(self, variant: str) -> _Run:
-        return _Run(self.spark, self.tag, self.topics, ckpt=self.ckpt, **VARIANTS[variant])
+        v = VARIANTS[variant]
+        self.linger_ms.value = v.linger_ms
+        return _Run(self.spark, self.tag, self.topics, ckpt=self.ckpt, job_class=v.job, **v.settings)
 
     def segment(self, rate: float, variant: str, settle_s: float, measure_s: float) -> dict:
         """Run the query with `variant`'s settings at `rate` ticks/s; measure `measure_s` seconds once it
@@ -373,7 +416,7 @@ def _latency(spark, quick: bool) -> dict:
     settle_s, measure_s, rounds = (6, 15, 1) if quick else (8, 30, 2)
     names = list(VARIANTS)
     with _Series(spark, symbols) as series:
-        warm = _warm_up(series, 5_000, window_s, max_warm_s, names[-1])
+        warm = _warm_up(series, 5_000, window_s, max_warm_s, names[0])
         segments: dict[tuple[float, str], list[dict]] = {}
         for rate in rates:
             for r in range(rounds):
@@ -384,10 +427,15 @@ def _latency(spark, quick: bool) -> dict:
     out: dict = {"warm_up": warm, "symbols": symbols, "segment_s": measure_s, "rounds": rounds}
     for rate in rates:
         by_variant = {v: _summary(segments[(rate, v)]) for v in names}
-        a, b = (by_variant[v] for v in names)
+        base = by_variant[names[0]]
         keys = ("latency_p50_s", "latency_p95_s", "latency_p99_s", "cycle_ms_p50")
-        ratio = {k: round(b[k] / a[k], 3) for k in keys if a[k] and b[k]}
-        out[f"rate_{rate}"] = {**by_variant, f"ratio_{names[1]}_to_{names[0]}": ratio}
+        ratios = {
+            f"ratio_{v}_to_{names[0]}": {
+                k: round(by_variant[v][k] / base[k], 3) for k in keys if base[k] and by_variant[v][k]
+            }
+            for v in names[1:]
+        }
+        out[f"rate_{rate}"] = {**by_variant, **ratios}
     return out
 
 
@@ -679,7 +727,7 @@ def run(quick: bool = False) -> dict:
         # the default (batches this big are written while Spark reads the next), then every batch
         # written before Spark commits it: the pipelined sink's gain on a backlog, same JVM
         results["capacity"] = _capacity(spark, backlog, 1_000)
-        results["capacity_serial_sink"] = _capacity(spark, backlog, 1_000, **VARIANTS["serial_sink"])
+        results["capacity_serial_sink"] = _capacity(spark, backlog, 1_000, **SERIAL_SINK)
     finally:
         spark.stop()
     return results

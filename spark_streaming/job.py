@@ -138,22 +138,23 @@ def frames_from_records(records: pd.DataFrame, s: StreamingSettings) -> BatchFra
     return BatchFrames(ticks=ticks, bars=bars, dead=dead, input_rows=len(records))
 
 
-def collect_records(df: DataFrame, tasks: int = 1) -> pd.DataFrame:
-    """The micro-batch's Kafka rows on the driver through Arrow, read by `tasks` tasks (coalesce: no
-    shuffle)."""
-    table = (
-        df.select(
-            F.col("topic").alias("kafka_topic"),
-            F.col("partition").alias("kafka_partition"),
-            F.col("offset").alias("kafka_offset"),
-            F.unix_millis(F.col("timestamp")).alias("kafka_ms"),
-            "key",
-            "value",
-        )
-        .coalesce(tasks)
-        .toArrow()
-    )
-    return table.to_pandas()
+def kafka_records(df: DataFrame, tasks: int = 1) -> DataFrame:
+    """The Kafka source's rows as the handler reads them (META, key, value), read by `tasks` tasks
+    (coalesce: no shuffle). The stream applies this once, in its query's plan: built in the handler it
+    cost a plan analysis per batch (22 ms of py4j and analysis at 1,000 ticks/s, docs/STREAMING.md)."""
+    return df.select(
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.unix_millis(F.col("timestamp")).alias("kafka_ms"),
+        "key",
+        "value",
+    ).coalesce(tasks)
+
+
+def collect_records(records: DataFrame) -> pd.DataFrame:
+    """A micro-batch of `kafka_records` rows on the driver, through Arrow."""
+    return records.toArrow().to_pandas()
 
 
 def read_query_id(checkpoint_dir) -> str:
@@ -192,7 +193,7 @@ class StreamingJob:
     def handle_batch(self, df: DataFrame, batch_id: int) -> None:
         s = self.settings
         t0 = time.perf_counter()
-        records = collect_records(df, s.collect_tasks)
+        records = self.batch_records(df)
         t1 = time.perf_counter()
         frames = frames_from_records(records, s)
         t2 = time.perf_counter()
@@ -253,6 +254,14 @@ class StreamingJob:
             self.sink.beat("idle")
 
     # --- the query ------------------------------------------------------------------------------
+    def stream_records(self, source: DataFrame) -> DataFrame:
+        """The streaming DataFrame the query writes: the Kafka rows shaped once, in the query's plan."""
+        return kafka_records(source, self.settings.collect_tasks)
+
+    def batch_records(self, df: DataFrame) -> pd.DataFrame:
+        """A micro-batch of `stream_records` on the driver."""
+        return collect_records(df)
+
     def start(self, spark: SparkSession):
         s = self.settings
         s.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -268,9 +277,9 @@ class StreamingJob:
         )
         if s.kafka_min_partitions:
             reader = reader.option("minPartitions", str(s.kafka_min_partitions))
-        reader = reader.load()
+        records = self.stream_records(reader.load())
         writer = (
-            reader.writeStream.queryName(s.query_name)
+            records.writeStream.queryName(s.query_name)
             .foreachBatch(self.handle_batch)
             .option("checkpointLocation", str(s.checkpoint_dir))
             .trigger(processingTime=s.trigger_interval)
@@ -350,7 +359,7 @@ class StreamingJob:
             .load()
         )
         t0 = time.perf_counter()
-        records = collect_records(df, s.collect_tasks)
+        records = self.batch_records(self.stream_records(df))
         t1 = time.perf_counter()
         frames = frames_from_records(records, s)
         self._write_and_record(batch_id, frames, {"collect": t1 - t0, "parse": time.perf_counter() - t1})
