@@ -58,6 +58,8 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s:
 class JobProcess:
     """`python -m spark_streaming run` as a child process with its own settings (STREAM_* / PG_*)."""
 
+    module = "spark_streaming"  # what `python -m` runs; a subclass runs another entry point of the job
+
     def __init__(self, tmp: Path, topics: dict[Topic, str], pg: PostgresSettings, **settings: object) -> None:
         self.log_path = tmp / f"job-{uuid.uuid4().hex[:6]}.log"
         self.env = {
@@ -80,7 +82,7 @@ class JobProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spark_streaming", "run"],
+            [sys.executable, "-m", self.module, "run"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -111,6 +113,12 @@ class JobProcess:
         return (
             "\n".join(line for line in lines if not line.lstrip().startswith("at "))[-4000:] if lines else ""
         )
+
+
+class ExecutorParseJobProcess(JobProcess):
+    """The job with parsing on the executors (the issue 13 prototype, spark_streaming/executor_parse.py)."""
+
+    module = "spark_streaming.executor_parse"
 
 
 def bars_as_ticks(
