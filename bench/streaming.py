@@ -285,7 +285,7 @@ class _Series:
         spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "5000")
 
     def __enter__(self) -> _Series:
-        create_topics(self.bootstrap, self.topics)
+        create_topics(self.bootstrap, self.topics, brokers=kafka_settings().nodes)
         self.producer.start()
         return self
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common.contract import TOPICS, Topic, message_key
+from common.contract import TOPICS, Topic, message_key, replication
 
 
 def producer(bootstrap: str, **extra) -> Producer:
@@ -57,11 +57,17 @@ def send(p: Producer, topic: str, items: Iterable[tuple[str | None, bytes]]) -> 
     return n
 
 
-def create_topics(bootstrap: str, names: dict[Topic, str], timeout_s: float = 30.0) -> None:
-    """Create private copies of the contract topics (same partitions and config) under other names."""
+def create_topics(bootstrap: str, names: dict[Topic, str], timeout_s: float = 30.0, brokers: int = 1) -> None:
+    """Create private copies of the contract topics (same partitions and config, replicated as the
+    contract says for `brokers` nodes) under other names."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [
-        NewTopic(name, num_partitions=TOPICS[t].partitions, replication_factor=1, config=TOPICS[t].config())
+        NewTopic(
+            name,
+            num_partitions=TOPICS[t].partitions,
+            replication_factor=replication(brokers).factor,
+            config=TOPICS[t].config(brokers),
+        )
         for t, name in names.items()
     ]
     futures = admin.create_topics(wanted, operation_timeout=timeout_s)
