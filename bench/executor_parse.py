@@ -32,15 +32,12 @@ from bench.spark_cluster import _backlog, _named_cpu_s
 from common.contract import Topic
 from common.migrate import drop_database
 from common.settings import kafka_settings
-from devstack.process import wait_until
-from devstack.spark import SparkClusterSettings, cluster
 from spark_streaming.feed import delete_topics, tick_value
-from tests.conftest import free_ports
 from tests.spark_streaming.helpers import (
     ExecutorParseJobProcess,
     JobProcess,
-    free_port_runs,
     private_database,
+    private_spark_cluster,
     private_topics,
     produce,
     query,
@@ -311,22 +308,8 @@ def run(
 
 
 def _run_cluster(tmp: Path, bootstrap: str, backlog, rounds: int, batch: int) -> dict:
-    master_port, webui = free_ports(2)
-    worker_port, worker_webui = free_port_runs(2, 2)
-    settings = SparkClusterSettings(
-        master_port=master_port,
-        master_webui_port=webui,
-        worker_port=worker_port,
-        worker_webui_port=worker_webui,
-        workers=2,
-        worker_cores=1,
-    )
-    master, workers = cluster(settings, tmp / "spark")
+    settings, master, workers = private_spark_cluster(tmp / "spark")
     try:
-        for daemon in [master, *workers]:
-            daemon.start()
-            if not wait_until(daemon.healthy, 180):
-                raise RuntimeError(daemon.failure_hint())
         results = _rounds(
             CLUSTER_WAYS,
             rounds,

@@ -55,6 +55,15 @@ def _cluster(nodes: int, state: Path) -> list[Kafka]:
     return brokers
 
 
+def _kill(brokers: list[Kafka]) -> None:
+    """SIGKILL a private cluster's nodes (their state is thrown away) and wait until they are gone."""
+    for broker in brokers:
+        if (pid := broker.pid()) is not None:
+            os.kill(pid, signal.SIGKILL)
+    for broker in brokers:
+        wait_until(lambda b=broker: not b.running(), 30)
+
+
 def _throughput(brokers: list[Kafka], count: int, seed: int, spill: Path) -> float:
     started = time.perf_counter()
     stats = produce_synthetic(
@@ -138,9 +147,5 @@ def run(quick: bool = False) -> dict:
         return result
     finally:
         for brokers in clusters.values():
-            for broker in brokers:
-                if (pid := broker.pid()) is not None:
-                    os.kill(pid, signal.SIGKILL)
-            for broker in brokers:
-                wait_until(lambda b=broker: not b.running(), 30)
+            _kill(brokers)
         shutil.rmtree(state, ignore_errors=True)

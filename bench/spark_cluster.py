@@ -26,14 +26,11 @@ import psutil
 from common.contract import Topic
 from common.migrate import drop_database
 from common.settings import kafka_settings
-from devstack.process import wait_until
-from devstack.spark import SparkClusterSettings, cluster
 from spark_streaming.feed import delete_topics, tick_value
-from tests.conftest import free_ports
 from tests.spark_streaming.helpers import (
     JobProcess,
-    free_port_runs,
     private_database,
+    private_spark_cluster,
     private_topics,
     produce,
     query,
@@ -167,24 +164,10 @@ def run(quick: bool = False, count: int | None = None, rounds: int | None = None
     count = count or (30_000 if quick else 60_000)
     rounds = rounds or (1 if quick else 3)
     tmp = Path(tempfile.mkdtemp(prefix="bench-spark-cluster-"))
-    master_port, webui = free_ports(2)
-    worker_port, worker_webui = free_port_runs(2, 2)
-    settings = SparkClusterSettings(
-        master_port=master_port,
-        master_webui_port=webui,
-        worker_port=worker_port,
-        worker_webui_port=worker_webui,
-        workers=2,
-        worker_cores=1,
-    )
-    master, workers = cluster(settings, tmp / "spark")
+    settings, master, workers = private_spark_cluster(tmp / "spark")
     bootstrap = kafka_settings().bootstrap_servers
     load = [os.getloadavg()[0]]
     try:
-        for daemon in [master, *workers]:
-            daemon.start()
-            if not wait_until(daemon.healthy, 180):
-                raise RuntimeError(daemon.failure_hint())
         backlog = _backlog(count, symbols)
         ways = list(WAYS)
         results: dict[str, list[dict]] = {way: [] for way in ways}

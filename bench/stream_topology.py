@@ -18,17 +18,13 @@ import contextlib
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.kafka_cluster import _cluster
-from devstack.process import wait_until
-from devstack.spark import SparkClusterSettings, cluster
-from tests.conftest import free_ports
-from tests.spark_streaming.helpers import free_port_runs
+from bench.kafka_cluster import _cluster, _kill
+from tests.spark_streaming.helpers import private_spark_cluster
 
 RATE = 5_000
 SYMBOLS = 1_000
@@ -79,34 +75,21 @@ def run(quick: bool = False) -> dict:
     window_s, max_warm_s = (15, 60) if quick else (30, 210)
     settle_s, measure_s, rounds = (6, 15, 1) if quick else (8, 30, 2)
     state = Path(tempfile.mkdtemp(prefix="bench-topology-"))
-    brokers = _cluster(3, state)
-    master_port, webui = free_ports(2)
-    worker_port, worker_webui = free_port_runs(2, 2)
-    spark_settings = SparkClusterSettings(
-        master_port=master_port,
-        master_webui_port=webui,
-        worker_port=worker_port,
-        worker_webui_port=worker_webui,
-        workers=2,
-        worker_cores=1,
-    )
-    master, workers = cluster(spark_settings, state / "spark")
-    deployments = {
-        "local_1_broker": ({}, "local[2]"),
-        "local_3_brokers": (
-            {"KAFKA_BOOTSTRAP_SERVERS": brokers[0].settings.bootstrap_servers, "KAFKA_NODES": "3"},
-            "local[2]",
-        ),
-        "cluster_1_broker": ({}, spark_settings.master_url),
-    }
-    ctx = mp.get_context("spawn")
-    children: dict[str, tuple] = {}
+    brokers, daemons, children = [], [], {}
     load = [os.getloadavg()[0]]
+    ctx = mp.get_context("spawn")
     try:
-        for daemon in [master, *workers]:
-            daemon.start()
-            if not wait_until(daemon.healthy, 180):
-                raise RuntimeError(daemon.failure_hint())
+        brokers = _cluster(3, state)
+        spark_settings, master, workers = private_spark_cluster(state / "spark")
+        daemons = [*workers, master]
+        deployments = {
+            "local_1_broker": ({}, "local[2]"),
+            "local_3_brokers": (
+                {"KAFKA_BOOTSTRAP_SERVERS": brokers[0].settings.bootstrap_servers, "KAFKA_NODES": "3"},
+                "local[2]",
+            ),
+            "cluster_1_broker": ({}, spark_settings.master_url),
+        }
         for name, (env, url) in deployments.items():
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_deployment, args=(child, env, url), name=name)
@@ -171,11 +154,7 @@ def run(quick: bool = False) -> dict:
             proc.join(60)
             if proc.is_alive():
                 proc.kill()
-        for daemon in [*workers, master]:
+        for daemon in daemons:
             daemon.stop()
-        for broker in brokers:
-            if (pid := broker.pid()) is not None:
-                os.kill(pid, signal.SIGKILL)
-        for broker in brokers:
-            wait_until(lambda b=broker: not b.running(), 30)
+        _kill(brokers)
         shutil.rmtree(state, ignore_errors=True)

@@ -31,11 +31,10 @@ from collections.abc import Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
 from common.contract import TOPICS
-from common.settings import PROJECT_ROOT, kafka_settings, postgres_settings
-from spark_streaming.checkpoint import batch_range, last_committed_batch
+from common.settings import PROJECT_ROOT, postgres_settings
 from spark_streaming.job import StreamingJob, build_session, frames_from_records, kafka_records
 from spark_streaming.metrics import StreamingMetrics
 from spark_streaming.parse import META
@@ -124,45 +123,11 @@ class ExecutorParseJob(StreamingJob):
         # executors share the parsing; the default path reads through `collect_tasks` tasks, 1 by default
         return parsed_records(kafka_records(source, KAFKA_PARTITIONS), self.settings)
 
-    def batch_frames(self, df: DataFrame) -> BatchFrames:
-        return frames_from_parsed(df.toArrow(), self._empty)
-
-    # the default job's handle_batch and replay parse on the driver (frames_from_records); these two are
-    # the same steps with the frames already parsed. A product version would give StreamingJob a
-    # `batch_frames` hook instead of the copies.
-    def handle_batch(self, df: DataFrame, batch_id: int) -> None:
-        s = self.settings
+    def batch_frames(self, df: DataFrame) -> tuple[BatchFrames, dict[str, float]]:
         t0 = time.perf_counter()
-        frames = self.batch_frames(df)
-        t1 = time.perf_counter()
-        steps = {"collect": t1 - t0, "parse": 0.0}  # the parse ran on the executors, inside collect
-        self._pipeline.wait()
-        steps["wait_previous"] = time.perf_counter() - t1
-        if frames.input_rows >= s.pipeline_min_rows:
-            self._pipeline.submit(lambda: self._write_and_record(batch_id, frames, steps))
-        else:
-            self._write_and_record(batch_id, frames, steps)
-
-    def replay_uncommitted(self, spark: SparkSession) -> int | None:
-        s = self.settings
-        batch_id = last_committed_batch(s.checkpoint_dir)
-        if batch_id is None or self.sink.committed(batch_id):
-            return None
-        batch = batch_range(s.checkpoint_dir, batch_id)
-        log.warning("event=batch_replaying batch_id=%d reason=committed_by_spark_not_in_ledger", batch_id)
-        df = (
-            spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", kafka_settings().bootstrap_servers)
-            .option("assign", batch.assign_json())
-            .option("startingOffsets", batch.starting_json())
-            .option("endingOffsets", batch.ending_json())
-            .option("failOnDataLoss", "false")
-            .load()
-        )
-        t0 = time.perf_counter()
-        frames = self.batch_frames(self.stream_records(df))
-        self._write_and_record(batch_id, frames, {"collect": time.perf_counter() - t0, "parse": 0.0})
-        return batch_id
+        frames = frames_from_parsed(df.toArrow(), self._empty)
+        # the parse ran on the executors, inside the collect
+        return frames, {"collect": time.perf_counter() - t0, "parse": 0.0}
 
 
 def run(settings: StreamingSettings | None = None) -> int:

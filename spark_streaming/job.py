@@ -192,16 +192,12 @@ class StreamingJob:
     # --- the foreachBatch function --------------------------------------------------------------
     def handle_batch(self, df: DataFrame, batch_id: int) -> None:
         s = self.settings
-        t0 = time.perf_counter()
-        records = self.batch_records(df)
-        t1 = time.perf_counter()
-        frames = frames_from_records(records, s)
-        t2 = time.perf_counter()
-        steps = {"collect": t1 - t0, "parse": t2 - t1}
+        frames, steps = self.batch_frames(df)
+        t = time.perf_counter()
         # the previous batch must be in PostgreSQL before Spark may commit this one (pipeline.py)
         self._pipeline.wait()
-        steps["wait_previous"] = time.perf_counter() - t2
-        if len(records) >= s.pipeline_min_rows:  # a big batch: written while Spark reads the next
+        steps["wait_previous"] = time.perf_counter() - t
+        if frames.input_rows >= s.pipeline_min_rows:  # a big batch: written while Spark reads the next
             self._pipeline.submit(lambda: self._write_and_record(batch_id, frames, steps))
         else:
             self._write_and_record(batch_id, frames, steps)
@@ -261,6 +257,14 @@ class StreamingJob:
     def batch_records(self, df: DataFrame) -> pd.DataFrame:
         """A micro-batch of `stream_records` on the driver."""
         return collect_records(df)
+
+    def batch_frames(self, df: DataFrame) -> tuple[BatchFrames, dict[str, float]]:
+        """A micro-batch of `stream_records` as parsed frames, and the seconds each step took."""
+        t0 = time.perf_counter()
+        records = self.batch_records(df)
+        t1 = time.perf_counter()
+        frames = frames_from_records(records, self.settings)
+        return frames, {"collect": t1 - t0, "parse": time.perf_counter() - t1}
 
     def start(self, spark: SparkSession):
         s = self.settings
@@ -358,11 +362,8 @@ class StreamingJob:
             .option("failOnDataLoss", "false")
             .load()
         )
-        t0 = time.perf_counter()
-        records = self.batch_records(self.stream_records(df))
-        t1 = time.perf_counter()
-        frames = frames_from_records(records, s)
-        self._write_and_record(batch_id, frames, {"collect": t1 - t0, "parse": time.perf_counter() - t1})
+        frames, steps = self.batch_frames(self.stream_records(df))
+        self._write_and_record(batch_id, frames, steps)
         return batch_id
 
 

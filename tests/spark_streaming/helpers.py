@@ -18,6 +18,8 @@ from common.contract import Topic
 from common.db import fetch_all
 from common.migrate import recreate_database
 from common.settings import PROJECT_ROOT, PostgresSettings
+from devstack.process import wait_until
+from devstack.spark import SparkClusterSettings, SparkMaster, SparkWorker, cluster
 from spark_streaming.feed import create_topics, producer, send, tick_value
 from tests.conftest import free_ports
 
@@ -164,3 +166,31 @@ def free_port_runs(runs: int, length: int) -> list[int]:
             if len(found) == runs:
                 return found
     raise RuntimeError("no free runs of loopback ports")
+
+
+def private_spark_cluster(
+    state_dir: Path, workers: int = 2, worker_cores: int = 1
+) -> tuple[SparkClusterSettings, SparkMaster, list[SparkWorker]]:
+    """A standalone Spark cluster on free loopback ports (beside any the stack runs), started and
+    healthy: the master, then `workers` workers of `worker_cores` cores. The caller stops them."""
+    master_port, webui = free_ports(2)
+    worker_port, worker_webui = free_port_runs(2, workers)
+    settings = SparkClusterSettings(
+        master_port=master_port,
+        master_webui_port=webui,
+        worker_port=worker_port,
+        worker_webui_port=worker_webui,
+        workers=workers,
+        worker_cores=worker_cores,
+    )
+    master, nodes = cluster(settings, state_dir)
+    try:
+        for daemon in [master, *nodes]:
+            daemon.start()
+            if not wait_until(daemon.healthy, 180):
+                raise RuntimeError(daemon.failure_hint())
+    except BaseException:
+        for daemon in [*nodes, master]:
+            daemon.stop()
+        raise
+    return settings, master, nodes

@@ -15,14 +15,11 @@ import pytest
 
 from common.contract import Topic
 from common.migrate import drop_database
-from devstack.process import wait_until
-from devstack.spark import SparkClusterSettings, cluster
 from spark_streaming.feed import delete_topics
-from tests.conftest import free_ports
 from tests.spark_streaming.helpers import (
     JobProcess,
-    free_port_runs,
     private_database,
+    private_spark_cluster,
     private_topics,
     produce,
     query,
@@ -47,25 +44,8 @@ def _kill_tree(pid: int | None) -> None:
 
 @pytest.fixture
 def spark_cluster(tmp_path):
-    master_port, webui = free_ports(2)
-    worker_port, worker_webui = free_port_runs(2, 2)
-    settings = SparkClusterSettings(
-        master_port=master_port,
-        master_webui_port=webui,
-        worker_port=worker_port,
-        worker_webui_port=worker_webui,
-        workers=2,
-        worker_cores=1,
-        worker_memory="1g",
-    )
-    master, workers = cluster(settings, tmp_path / "spark")
+    settings, master, workers = private_spark_cluster(tmp_path / "spark")
     try:
-        master.start()
-        assert wait_until(master.healthy, 180), master.failure_hint()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            assert wait_until(worker.healthy, 180), worker.failure_hint()
         yield settings, master, workers
     finally:
         for daemon in [*workers, master]:
