@@ -188,7 +188,9 @@ def _dead(proc: Background) -> int:
     """A pid file naming a process that has exited: the shard crashed."""
     proc.home.mkdir(parents=True, exist_ok=True)
     pid = spawn(["true"], proc.log_file, proc.pid_file)
-    os.waitpid(pid, 0)
+    # spawn drops its Popen: another thread's next Popen may reap the exited child first (subprocess's
+    # _cleanup), and then waitpid finds no child (seen in a full run). Gone either way.
+    _reap(pid)
     return pid
 
 
